@@ -249,6 +249,11 @@ class Election:
 
     # --- public ---------------------------------------------------------------------
 
+    @property
+    def votes(self) -> frozenset[str]:
+        """Peers that sent ACCEPT in the last candidacy (the new master's first followers)."""
+        return frozenset(self._votes)
+
     def next_deadline(self) -> float | None:
         return min(self._deadlines.values()) if self._deadlines else None
 

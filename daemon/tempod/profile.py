@@ -94,7 +94,8 @@ class DriftProfile:
     # -- the mapping -------------------------------------------------------------
     def rate_at(self, true_s: float) -> float:
         """Hardware rate error (ppm) in force at true time ``true_s``."""
-        return self._rates[self._segment(true_s)] * 1e6
+        i = self._segment(true_s)
+        return self.rate_ppm if i == 0 else self.changes[i - 1].rate_ppm
 
     def hw_at(self, true_s: float) -> float:
         """Hardware clock reading (s) at true time ``true_s``."""

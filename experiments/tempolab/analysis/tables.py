@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -449,18 +449,31 @@ def cpu_table(run: RunData, events: pd.DataFrame, samples: pd.DataFrame, problem
 
 # --- all --------------------------------------------------------------------------
 
-def build_tables(run: RunData) -> Tables:
+Guard = Callable[[str, Callable[[], Any], Any], Any]
+
+
+def _unguarded(name: str, fn: Callable[[], Any], fallback: Any) -> Any:
+    return fn()
+
+
+def build_tables(run: RunData, guard: Guard = _unguarded) -> Tables:
+    """Build every table.  ``guard(name, fn, fallback)`` lets the report turn a crash
+    of one step into an "unknown" section and carry on with an empty fallback."""
     problems: list[str] = []
-    trials = trials_table(run, problems)
-    faults = faults_table(run)
-    samples = samples_table(run, problems)
-    sweeps = sweeps_table(samples)
-    events = events_table(run, samples, problems)
-    interval = estimate_round_interval(run, events)
-    rounds = rounds_table(events, samples, trials, window_s=interval / 2, problems=problems)
-    sweeps = annotate_sweeps(sweeps, rounds)
+    empty = pd.DataFrame
+    trials = guard("trials", lambda: trials_table(run, problems), empty(columns=["trial", "t_start", "t_end"]))
+    faults = guard("faults", lambda: faults_table(run), empty(columns=["t_ref", "trial", "kind", "phase", "targets"]))
+    samples = guard("samples", lambda: samples_table(run, problems), empty(columns=SAMPLE_COLUMNS))
+    sweeps = guard("sweeps", lambda: sweeps_table(samples), empty(columns=["sweep", "trial", "t_ref", "max_skew_s"]))
+    events = guard("events", lambda: events_table(run, samples, problems), empty(columns=["ev", "node", "t_ref"]))
+    interval = guard("round_interval", lambda: estimate_round_interval(run, events), DEFAULT_ROUND_INTERVAL_S)
+    rounds = guard("rounds", lambda: rounds_table(events, samples, trials, interval / 2, problems),
+                   empty(columns=ROUND_COLUMNS))
+    sweeps = guard("sweeps", lambda: annotate_sweeps(sweeps, rounds),
+                   sweeps.assign(since_round_s=np.nan, round_master=None))
     sweep_period = float(sweeps["t_ref"].diff().median()) if len(sweeps) > 1 else 1.0
-    failovers = failovers_table(trials, faults, events, samples, sweep_period, problems)
-    cpu = cpu_table(run, events, samples, problems)
+    failovers = guard("failovers", lambda: failovers_table(trials, faults, events, samples, sweep_period, problems),
+                      empty(columns=FAILOVER_COLUMNS))
+    cpu = guard("cpu", lambda: cpu_table(run, events, samples, problems), empty(columns=CPU_COLUMNS))
     return Tables(samples=samples, sweeps=sweeps, rounds=rounds, failovers=failovers, cpu=cpu, events=events,
                   faults=faults, trials=trials, round_interval_s=interval, problems=problems)

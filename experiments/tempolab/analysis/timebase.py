@@ -99,5 +99,13 @@ class DriftProfile:
         """Hardware offset (hw - reference) in seconds at ``t_ref``."""
         return self.hw_at(t_ref) - t_ref
 
+    def rate_ppm_at(self, t_ref: float) -> float:
+        """The hardware rate in force at ``t_ref`` (ppm)."""
+        rate = self.rate_ppm
+        for at_s, new_rate in self.changes:
+            if t_ref >= self.epoch_unix_s + at_s:
+                rate = new_rate
+        return rate
+
     def max_abs_rate_ppm(self) -> float:
         return max([abs(self.rate_ppm)] + [abs(r) for _, r in self.changes])

@@ -1,0 +1,488 @@
+"""The node core: election + Berkeley rounds + reliability, events in, actions out.
+
+``Node`` glues ``election`` (who is master), ``berkeley`` (round maths),
+``reliability`` (sequence numbers, ACK/retransmit, duplicate filter) and a software
+clock (``discipline.SoftwareClock`` or anything with the same four methods).  It never
+touches sockets, files or real clocks: ``now`` is always the node's *hardware* clock in
+seconds, every deadline is in that time base, and the runtime (``runtime.py``) or the
+simulator (``sim/``) carries out the returned actions.
+
+Round (master side), bounded in time whatever the followers do:
+
+1. At ``round_start`` send MASTERUP to configured peers that are not followers (how
+   late joiners and a second master after a partition find us), and PROBE #1 to every
+   follower.  Each follower's probes form a chain: a reply (matched by its echoed t1)
+   triggers the next probe at once, so with a fast network a round takes a few RTTs.
+2. Every ``probe_timeout_s`` a slot timer re-probes followers whose outstanding probe
+   is older than ``probe_timeout_s`` (lost).  After ``probes_per_round`` probes per
+   follower, or at the hard end ``round_start + (probes_per_round + 1) *
+   probe_timeout_s``, the round closes with what it has.
+3. Close: min-RTT sample per follower (``berkeley.best_sample``), fault-tolerant
+   average with the master at 0, ADJTIME (relative) or SETTIME (absolute) to each
+   sampled follower -- tracked in the Outbox, ACKed, retransmitted with backoff -- and
+   the master applies its own correction (``average``).  Followers without a sample
+   get ``missed += 1`` and are purged after ``purge_after_missed``.
+4. Next round at ``round_start + round_interval_s``.
+
+SETTIME carries ``master clk at send + average + rtt/2`` (the follower's target at
+receipt, one-way delay estimated as half the follower's best RTT), so its error is the
+delay asymmetry, like ADJTIME's.
+
+Follower side: PROBE from the current master -> PROBE_REPLY with t2 = t3 = corrected
+clock at ``now`` (the core has no hold time); ADJTIME -> ``clock.adjust``; SETTIME ->
+``clock.set_time``; both ACKed with the same seq; a retransmitted duplicate is ACKed
+again but not applied twice.
+
+The constructor cannot return actions, so the startup MASTERREQ is queued and
+``next_deadline()`` returns the construction time: the runtime's first ``handle_timer``
+sends it.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from . import __version__
+from .actions import Action, Broadcast, Log, Reply, Send
+from .clocks import Discipline  # the software-clock interface (SoftwareClock, KernelDiscipline)
+from .berkeley import SETTIME, Sample, best_sample, corrections, fault_tolerant_average, probe_sample
+from .election import EVENT_OF_TYPE, Election, State
+from .nodeconfig import NodeConfig
+from .reliability import DuplicateFilter, Outbox, SeqCounter
+from .wire import Message, MsgType
+
+NS = 1_000_000_000
+_CONTROL = frozenset({MsgType.STATUS_REQ, MsgType.MSITEREQ, MsgType.MSITE, MsgType.TEST,
+                      MsgType.TRACEON, MsgType.TRACEOFF})
+_ACKED = frozenset({MsgType.ADJTIME, MsgType.SETTIME})
+_FOLLOWER_JOIN = frozenset({MsgType.SLAVEUP, MsgType.MASTERREQ, MsgType.ACCEPT, MsgType.ELECTION})
+_REJOIN = frozenset({MsgType.SLAVEUP, MsgType.MASTERREQ})   # a (re)started follower announcing itself
+
+
+@dataclass(slots=True)
+class FollowerInfo:
+    """What the master knows about one follower."""
+    name: str
+    joined: bool = True             # new since its last correction: next one is SETTIME
+    missed: int = 0                 # consecutive rounds without a sample
+    last_heard: float = 0.0         # hw s of the last message from it
+    offset_s: float | None = None   # last round's best sample (follower - master)
+    bound_s: float | None = None
+    rtt_s: float | None = None
+    in_group: bool = False
+    # per-round probing state
+    samples: list[Sample] = field(default_factory=list)
+    sent: int = 0                   # probes sent this round
+    out_t1_ns: int | None = None    # outstanding probe's t1
+    out_hw: float = 0.0             # hw s the outstanding probe left
+    done: bool = False
+
+
+@dataclass(slots=True)
+class RoundState:
+    number: int
+    start_hw: float
+    start_clk_ns: int               # t1 of the round's first probe: older replies are stale
+    next_slot: float
+    end_hw: float
+    pending: int                    # followers still probing
+
+
+def _ns(s: float) -> int:
+    return int(round(s * NS))
+
+
+class Node:
+    """One Tempo node's protocol core (see the module docstring)."""
+
+    def __init__(self, config: NodeConfig, clock: Discipline, rng: random.Random, now: float) -> None:
+        self.cfg = config
+        self.name = config.name
+        self.clock = clock
+        self.rng = rng
+        self.start_hw = now
+        self.peer_names: tuple[str, ...] = config.peer_names
+        self._peer_set = frozenset(self.peer_names)
+        self.addresses = {p.name: p.address for p in config.peers}
+        self.seq = SeqCounter(rng.randrange(1 << 16))
+        self.outbox = Outbox(config.retransmit_initial_s, config.retransmit_max_tries)
+        self.dups = DuplicateFilter(max_senders=len(self.peer_names) + 16)
+        self.counters: dict[str, int] = {k: 0 for k in (
+            "rx", "tx", "malformed", "bad_auth", "replayed", "send_errors", "retransmits",
+            "duplicates", "ignored", "expired")}
+        self.trace = False
+        self.followers: dict[str, FollowerInfo] = {}
+        self.round_no = 0
+        self.round: RoundState | None = None
+        self.next_round_at: float | None = None
+        self.rounds_completed = 0       # as master, since becoming master
+        self.last_round: dict | None = None
+        self.last_sync_hw: float | None = None   # follower: last correction applied
+        self.last_sync_master: str | None = None
+        self.last_bound_s: float = 0.0           # error bound of the last correction applied
+        self.adjust_count = 0
+        self.election = Election(config, rng, now, self.seq.next, self._live_followers)
+        self._queued: list[Action] = list(self.election.startup_actions)
+        self._queued_at = now
+
+    # --- public API (docs/architecture.md) ------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self.election.state
+
+    @property
+    def master(self) -> str | None:
+        return self.election.master
+
+    def next_deadline(self) -> float | None:
+        if self._queued:
+            return self._queued_at
+        best = self.election.next_deadline()
+        for d in (self.outbox.next_deadline(), self.next_round_at,
+                  None if self.round is None else min(self.round.next_slot, self.round.end_hw)):
+            if d is not None and (best is None or d < best):
+                best = d
+        return best
+
+    def handle_timer(self, now: float) -> list[Action]:
+        out: list[Action] = []
+        if self._queued:
+            out, self._queued = self._queued, []
+        before = self.election.state
+        out += self.election.on_timer(now)
+        self._after_election(before, now, out)
+        for to, msg, _attempt in self.outbox.due(now):
+            self.counters["retransmits"] += 1
+            out.append(Send(to, msg))
+        expired = self.outbox.expired()
+        if expired:
+            self.counters["expired"] += len(expired)
+        if self.round is not None:
+            if now >= self.round.end_hw:
+                self._finish_round(now, out)
+            elif now >= self.round.next_slot:
+                self._probe_slot(now, out)
+        if self.round is None and self.next_round_at is not None and now >= self.next_round_at:
+            self._start_round(now, out)
+        self._count_tx(out)
+        return out
+
+    def handle_message(self, msg: Message, src: tuple[str, int], now: float) -> list[Action]:
+        self.counters["rx"] += 1
+        t = msg.type
+        out: list[Action] = []
+        if t in _CONTROL:
+            out = self._control(msg, src, now)
+            self._count_tx(out)
+            return out
+        peer = msg.name
+        if peer not in self._peer_set:
+            self.counters["ignored"] += 1     # not in [peers]: no say in the group
+            return out
+        fi = self.followers.get(peer)
+        if fi is not None:
+            fi.last_heard = now
+        if t == MsgType.ACK:
+            self.outbox.ack(peer, msg.seq)
+            return out
+        if t == MsgType.PROBE_REPLY:
+            if fi is not None and self.round is not None:
+                self._probe_reply(fi, msg, now, out)
+                self._count_tx(out)
+            return out
+        if t in _ACKED and self.dups.check(peer, t, msg.seq, now):
+            # A retransmission: our ACK was lost.  ACK again, do not apply twice.
+            self.counters["duplicates"] += 1
+            out.append(Send(peer, Message(MsgType.ACK, msg.seq, self.name)))
+            self._count_tx(out)
+            return out
+        ev = EVENT_OF_TYPE.get(t)
+        if ev is not None:
+            before = self.election.state
+            rank = 0
+            if msg.data is not None:
+                r = msg.data.get("live")
+                if isinstance(r, int) and not isinstance(r, bool):
+                    rank = r
+            out += self.election.on_message(ev, peer, now, rank, msg.target)
+            self._after_election(before, now, out)
+        st = self.election.state
+        if st is State.LEADER or st is State.CONFLICT:
+            if t in _FOLLOWER_JOIN:
+                self._add_follower(peer, now, out, rejoin=t in _REJOIN)
+        elif st is State.FOLLOWER and self.election.master == peer:
+            if t == MsgType.PROBE:
+                clk_ns = _ns(self.clock.corrected(now))
+                out.append(Send(peer, Message(MsgType.PROBE_REPLY, self.seq.next(), self.name,
+                                              t1_ns=msg.t1_ns, t2_ns=clk_ns, t3_ns=clk_ns)))
+            elif t in _ACKED and msg.time_ns is not None:
+                self._apply(msg, peer, now, out)
+        self._count_tx(out)
+        return out
+
+    def handle_send_error(self, to: str, now: float) -> None:
+        """The runtime could not send to ``to`` (e.g. EPERM from a firewall): count it."""
+        self.counters["send_errors"] += 1
+
+    def command(self, name: str, arg: str | None, now: float) -> list[Action]:
+        """Local control: "election" (timedc's TSP_TEST), "trace_on", "trace_off", "msite"."""
+        if name == "election":
+            before = self.election.state
+            out = self.election.force(now)
+            self._after_election(before, now, out)
+            self._count_tx(out)
+            return out
+        if name in ("trace_on", "trace_off"):
+            self.trace = name == "trace_on"
+            return [Log("trace", {"on": self.trace})]
+        if name == "msite":
+            return [Log("msite", {"master": self.election.master})]
+        raise ValueError(f"unknown command {name!r} (election, trace_on, trace_off, msite)")
+
+    def synchronized(self, now: float) -> bool:
+        if self.election.state is State.LEADER:
+            return self.rounds_completed > 0
+        return (self.election.state is State.FOLLOWER and self.last_sync_hw is not None
+                and self.last_sync_master == self.election.master
+                and now - self.last_sync_hw <= 2.0 * self.cfg.round_interval_s)
+
+    def status(self, now: float) -> dict:
+        cs = dict(self.clock.state(now))
+        clock = {"hw_s": now, "clk_s": self.clock.corrected(now),
+                 "adjust_s": cs.get("adjust_s", 0.0), "freq_ppm": cs.get("freq_ppm", 0.0),
+                 "slew_remaining_s": cs.get("slew_remaining_s", 0.0)}
+        peers = []
+        for p in self.cfg.peers:
+            fi = self.followers.get(p.name)
+            peers.append({"name": p.name, "address": p.address,
+                          "offset_s": fi.offset_s if fi else None,
+                          "bound_s": fi.bound_s if fi else None,
+                          "missed": fi.missed if fi else None,
+                          "in_group": fi.in_group if fi else False})
+        counters = {k: self.counters[k] for k in (
+            "rx", "tx", "malformed", "bad_auth", "replayed", "send_errors", "retransmits", "duplicates")}
+        return {"name": self.name, "state": self.election.state.value, "master": self.election.master,
+                "round": self.round_no, "synchronized": self.synchronized(now),
+                "uptime_s": now - self.start_hw, "version": __version__, "clock": clock,
+                "peers": peers, "counters": counters, "error_bound_s": self.last_bound_s}
+
+    # --- election glue ----------------------------------------------------------------
+
+    def _live_followers(self, now: float) -> int:
+        """Rank for the CONFLICT tie-break: followers heard within 1.5 round intervals."""
+        if self.election.state not in (State.LEADER, State.CONFLICT):
+            return 0
+        horizon = now - 1.5 * self.cfg.round_interval_s
+        return sum(1 for f in self.followers.values() if f.last_heard >= horizon)
+
+    def _after_election(self, before: State, now: float, out: list[Action]) -> None:
+        st = self.election.state
+        if st is before:
+            return
+        leading = st is State.LEADER or st is State.CONFLICT
+        was_leading = before is State.LEADER or before is State.CONFLICT
+        if leading and not was_leading:
+            # New master: the voters are our first followers (not "joined": they were
+            # synchronized under the old master, ADJTIME is enough for them).
+            self.followers = {}
+            self.rounds_completed = 0
+            for v in sorted(self.election.votes):
+                fi = FollowerInfo(v, joined=False, last_heard=now)
+                self.followers[v] = fi
+            self.round = None
+            # First round once late answers to MASTERUP (SLAVEUP) have arrived.
+            self.next_round_at = now + self.election.reply_wait_s
+        elif was_leading and not leading:
+            self.round = None
+            self.next_round_at = None
+            for f in self.followers:
+                self.outbox.cancel_peer(f)
+            self.followers = {}
+
+    def _add_follower(self, peer: str, now: float, out: list[Action], rejoin: bool) -> None:
+        fi = self.followers.get(peer)
+        if fi is None:
+            self.followers[peer] = FollowerInfo(peer, joined=True, last_heard=now)
+            out.append(Log("join", {"peer": peer, "missed": 0}))
+        elif rejoin:
+            # A known follower announcing itself again (re)started: it needs SETTIME.
+            fi.joined = True
+            fi.missed = 0
+
+    # --- follower side ----------------------------------------------------------------
+
+    def _apply(self, msg: Message, peer: str, now: float, out: list[Action]) -> None:
+        assert msg.time_ns is not None
+        self.adjust_count += 1
+        if msg.type == MsgType.ADJTIME:
+            delta = msg.time_ns / NS
+            applied = self.clock.adjust(delta, now)
+            kind = "adjtime"
+        else:
+            delta = msg.time_ns / NS - self.clock.corrected(now)
+            applied = self.clock.set_time(msg.time_ns / NS, now)
+            kind = "settime"
+        if not isinstance(applied, str):
+            applied = "step"
+        self.last_sync_hw = now
+        self.last_sync_master = peer
+        if msg.data is not None:
+            b = msg.data.get("bound_s")
+            if isinstance(b, (int, float)) and not isinstance(b, bool):
+                self.last_bound_s = float(b)
+        out.append(Send(peer, Message(MsgType.ACK, msg.seq, self.name)))
+        freq = self.clock.state(now).get("freq_ppm", 0.0)
+        out.append(Log("adjust", {"round": self.adjust_count, "from": peer, "delta_s": delta,
+                                  "kind": kind, "applied": applied, "freq_ppm": freq}))
+
+    # --- master side: rounds ----------------------------------------------------------
+
+    def _send_probe(self, fi: FollowerInfo, now: float, out: list[Action]) -> None:
+        t1 = _ns(self.clock.corrected(now))
+        fi.out_t1_ns = t1
+        fi.out_hw = now
+        fi.sent += 1
+        out.append(Send(fi.name, Message(MsgType.PROBE, self.seq.next(), self.name, t1_ns=t1)))
+
+    def _start_round(self, now: float, out: list[Action]) -> None:
+        cfg = self.cfg
+        self.round_no += 1
+        self.next_round_at = None
+        for p in self.peer_names:
+            if p not in self.followers:
+                out.append(Send(p, Message(MsgType.MASTERUP, self.seq.next(), self.name)))
+        start_clk_ns = _ns(self.clock.corrected(now))
+        self.round = RoundState(self.round_no, now, start_clk_ns, now + cfg.probe_timeout_s,
+                                now + (cfg.probes_per_round + 1) * cfg.probe_timeout_s,
+                                len(self.followers))
+        for fi in self.followers.values():
+            fi.samples = []
+            fi.sent = 0
+            fi.done = False
+            self._send_probe(fi, now, out)
+        if not self.followers:
+            self._finish_round(now, out)
+
+    def _probe_reply(self, fi: FollowerInfo, msg: Message, now: float, out: list[Action]) -> None:
+        rnd = self.round
+        assert rnd is not None
+        if msg.t1_ns is None or msg.t2_ns is None or msg.t3_ns is None or msg.t1_ns < rnd.start_clk_ns:
+            return   # a reply to an earlier round's probe
+        t4 = self.clock.corrected(now)
+        fi.samples.append(probe_sample(msg.t1_ns / NS, msg.t2_ns / NS, msg.t3_ns / NS, t4))
+        if fi.done or msg.t1_ns != fi.out_t1_ns:
+            return   # late reply to a probe we already gave up on: sample kept, chain not moved
+        fi.out_t1_ns = None
+        if fi.sent < self.cfg.probes_per_round:
+            self._send_probe(fi, now, out)
+        else:
+            fi.done = True
+            rnd.pending -= 1
+            if rnd.pending <= 0:
+                self._finish_round(now, out)
+
+    def _probe_slot(self, now: float, out: list[Action]) -> None:
+        rnd = self.round
+        assert rnd is not None
+        timeout = self.cfg.probe_timeout_s
+        for fi in self.followers.values():
+            if fi.done or fi.out_t1_ns is None or now - fi.out_hw < timeout:
+                continue
+            if fi.sent < self.cfg.probes_per_round:
+                self._send_probe(fi, now, out)     # the outstanding one is lost
+            else:
+                fi.done = True
+                rnd.pending -= 1
+        if rnd.pending <= 0:
+            self._finish_round(now, out)
+        else:
+            rnd.next_slot = now + timeout
+
+    def _finish_round(self, now: float, out: list[Action]) -> None:
+        rnd = self.round
+        assert rnd is not None
+        cfg = self.cfg
+        self.round = None
+        self.next_round_at = rnd.start_hw + cfg.round_interval_s
+        if self.next_round_at <= now:      # a stalled (paused) master does not catch up in bursts
+            self.next_round_at = now + cfg.round_interval_s
+        measured: dict[str, tuple[float, float]] = {}
+        best: dict[str, Sample] = {}
+        purged: list[str] = []
+        for fi in self.followers.values():
+            if fi.samples:
+                s = best_sample(fi.samples)
+                best[fi.name] = s
+                measured[fi.name] = (s.offset_s, s.bound_s)
+                fi.offset_s, fi.bound_s, fi.rtt_s = s.offset_s, s.bound_s, s.rtt_s
+                fi.missed = 0
+                fi.last_heard = now
+            else:
+                fi.missed += 1
+                fi.in_group = False
+                if fi.missed >= cfg.purge_after_missed:
+                    purged.append(fi.name)
+            fi.samples = []
+        for name in purged:
+            del self.followers[name]
+            self.outbox.cancel_peer(name)
+            out.append(Log("purge", {"peer": name, "missed": cfg.purge_after_missed}))
+        average, group = fault_tolerant_average(measured, cfg.agreement_s, master=self.name)
+        joined = [n for n in best if self.followers[n].joined]
+        corr, master_corr = corrections({n: v[0] for n, v in measured.items()}, average,
+                                        cfg.settime_threshold_s, joined)
+        clk_now = self.clock.corrected(now)
+        rows = []
+        for name, c in corr.items():
+            fi = self.followers[name]
+            fi.in_group = name in group
+            fi.joined = False
+            s = best[name]
+            if c.kind == SETTIME:
+                # Target at receipt: master clock then (+ one-way delay ~ rtt/2) + average.
+                msg = Message(MsgType.SETTIME, self.seq.next(), self.name,
+                              time_ns=_ns(clk_now + average + s.rtt_s / 2.0), data={"bound_s": s.bound_s})
+            else:
+                msg = Message(MsgType.ADJTIME, self.seq.next(), self.name, time_ns=_ns(c.correction_s),
+                              data={"bound_s": s.bound_s})
+            self.outbox.track(name, msg, now)
+            out.append(Send(name, msg))
+            rows.append({"name": name, "offset_s": s.offset_s, "bound_s": s.bound_s, "rtt_s": s.rtt_s,
+                         "in_group": fi.in_group, "correction_s": c.correction_s, "kind": c.kind})
+        if master_corr != 0.0:
+            self.clock.adjust(master_corr, now)
+        self.rounds_completed += 1
+        self.last_bound_s = 0.0
+        self.last_round = {"round": rnd.number, "master": self.name, "followers": rows,
+                           "master_correction_s": master_corr, "average_s": average,
+                           "group_size": len(group), "duration_s": now - rnd.start_hw}
+        out.append(Log("round", self.last_round))
+
+    # --- control ----------------------------------------------------------------------
+
+    def _control(self, msg: Message, src: tuple[str, int], now: float) -> list[Action]:
+        t = msg.type
+        if t == MsgType.STATUS_REQ:
+            return [Reply(src, Message(MsgType.STATUS, msg.seq, self.name, data=self.status(now)))]
+        if t in (MsgType.MSITEREQ, MsgType.MSITE):
+            return [Reply(src, Message(MsgType.MSITE, msg.seq, self.name, target=self.election.master))]
+        if t == MsgType.TEST:
+            out: list[Action] = [Reply(src, Message(MsgType.ACK, msg.seq, self.name))]
+            before = self.election.state
+            out += self.election.force(now)
+            self._after_election(before, now, out)
+            return out
+        on = t == MsgType.TRACEON
+        return [Reply(src, Message(MsgType.ACK, msg.seq, self.name))] + \
+            self.command("trace_on" if on else "trace_off", None, now)
+
+    def _count_tx(self, out: list[Action]) -> None:
+        n = 0
+        for a in out:
+            if type(a) is Send or type(a) is Reply:
+                n += 1
+            elif type(a) is Broadcast:
+                n += len(self.peer_names)
+        self.counters["tx"] += n

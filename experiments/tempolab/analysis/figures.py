@@ -1,0 +1,323 @@
+"""Figures for one run, as matplotlib Figure objects (the caller saves them).
+
+Owns how each quantity is drawn: axis labels with units, one colour per node taken
+from :func:`node_palette` (the same node has the same colour in every figure), and
+aggregation that stays legible at 32 nodes (bands and a heatmap instead of 32 lines).
+It takes tables, never reads files, and never decides what a number means (that is
+:mod:`.tables` / :mod:`.summary`).  A figure that does not apply to a run raises
+:class:`NotApplicable` with the reason, which the report prints instead of the figure.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: figures are only rendered to files
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.colors import SymLogNorm  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from .load import node_sort_key  # noqa: E402
+
+LINES_MAX_NODES = 12          # above this, offsets are drawn as bands, not one line per node
+FAULT_COLOUR = "#d62728"
+TIME_LABEL = "time since run start (s)"
+
+Colour = tuple[float, float, float]
+
+
+class NotApplicable(Exception):
+    """This figure does not apply to the run; the message says why."""
+
+
+def node_palette(nodes: list[str]) -> dict[str, Colour]:
+    """A fixed colour per node, keyed by the sorted node names (n1, n2, ..., n10)."""
+    names = sorted(set(nodes), key=node_sort_key)
+    n = len(names)
+    if n <= 10:
+        colours = sns.color_palette("tab10", n)
+    elif n <= 20:
+        colours = sns.color_palette("tab20", n)
+    else:
+        colours = sns.color_palette("husl", n)
+    return {name: tuple(c) for name, c in zip(names, colours)}
+
+
+def run_palette(runs: list[str]) -> dict[str, Colour]:
+    return {r: tuple(c) for r, c in zip(runs, sns.color_palette("colorblind", max(len(runs), 1)))}
+
+
+def _symlog_threshold(values: pd.Series) -> float:
+    v = values.abs().replace(0, np.nan).dropna()
+    if v.empty:
+        return 1e-6
+    return float(np.clip(np.percentile(v, 10), 1e-7, 1e-2))
+
+
+def _shade_faults(ax, windows: pd.DataFrame, t0: float, label: bool) -> None:
+    for i, w in enumerate(windows.itertuples()):
+        ax.axvspan(w.t_start - t0, w.t_end - t0, color=FAULT_COLOUR, alpha=0.12, lw=0,
+                   label="fault window" if (label and i == 0) else None)
+
+
+def _run_lengths(values: list[str | None]) -> list[tuple[int, int, str | None]]:
+    runs, start = [], 0
+    for i in range(1, len(values) + 1):
+        if i == len(values) or values[i] != values[start]:
+            runs.append((start, i, values[start]))
+            start = i
+    return runs
+
+
+# --- 1: offsets against time ------------------------------------------------------
+
+def fig_offsets(samples: pd.DataFrame, sweeps: pd.DataFrame, rounds: pd.DataFrame, windows: pd.DataFrame,
+                palette: Mapping[str, Colour], t0: float) -> Figure:
+    if samples.empty or not samples["responded"].any():
+        raise NotApplicable("no observer samples with an offset")
+    s = samples[samples["responded"]].copy()
+    s["t"] = s["t_ref"] - t0
+    nodes = sorted(s["node"].unique(), key=node_sort_key)
+    heat_h = max(1.6, 0.14 * len(nodes))
+    fig = plt.figure(figsize=(11, 4.2 + heat_h + 0.6), layout="constrained")
+    gs = fig.add_gridspec(3, 1, height_ratios=[4.2, heat_h, 0.6])
+    ax = fig.add_subplot(gs[0])
+    axh = fig.add_subplot(gs[1], sharex=ax)
+    axm = fig.add_subplot(gs[2], sharex=ax)
+
+    lin = _symlog_threshold(s.loc[s["in_sync"], "offset_s"])
+    if len(nodes) <= LINES_MAX_NODES:
+        for n in nodes:
+            d = s[s["node"] == n]
+            ax.plot(d["t"], d["offset_s"], color=palette[n], lw=1.0, label=n)
+        ax.legend(ncol=min(len(nodes), 6), fontsize=7, loc="upper right", title="node", title_fontsize=7)
+    else:
+        sync = s[s["in_sync"]]
+        q = sync.groupby("sweep").agg(t=("t", "min"), lo=("offset_s", "min"), hi=("offset_s", "max"),
+                                      p10=("offset_s", lambda x: np.percentile(x, 10)),
+                                      p90=("offset_s", lambda x: np.percentile(x, 90)),
+                                      med=("offset_s", "median"))
+        ax.fill_between(q["t"], q["lo"], q["hi"], color="#9ecae1", alpha=0.6, lw=0, label="min-max of in-sync nodes")
+        ax.fill_between(q["t"], q["p10"], q["p90"], color="#4292c6", alpha=0.7, lw=0, label="10-90th percentile")
+        ax.plot(q["t"], q["med"], color="#08306b", lw=1.0, label="median")
+        out = s[~s["in_sync"]]
+        if len(out):
+            ax.scatter(out["t"], out["offset_s"], s=4, color="0.45", label="not in sync (START, CANDIDATE, ...)")
+        ax.legend(fontsize=7, loc="upper right")
+    ax.set_yscale("symlog", linthresh=lin)
+    ax.set_ylabel(f"offset from reference (s)\nsymlog, linear within ±{lin:.0e}")
+    ax.set_title(f"Node clocks against the reference ({len(nodes)} nodes)")
+    _shade_faults(ax, windows, t0, label=True)
+    if not rounds.empty:
+        rt = rounds.drop_duplicates("round_id")["t_ref"].dropna() - t0
+        ax.vlines(rt, 0.94, 1.0, transform=ax.get_xaxis_transform(), color="k", lw=0.8, label="round")
+    ax.tick_params(labelbottom=False)
+
+    # heatmap of each node's skew from the sweep median
+    piv = s.pivot_table(index="node", columns="sweep", values="skew_s", aggfunc="first")
+    piv = piv.reindex(nodes)
+    st = s.groupby("sweep")["t"].min().reindex(piv.columns)
+    vmax = float(np.nanpercentile(np.abs(piv.to_numpy()), 99)) if np.isfinite(piv.to_numpy()).any() else 1e-6
+    vmax = max(vmax, 1e-9)
+    lin_h = max(_symlog_threshold(s.loc[s["in_sync"], "skew_s"]), vmax / 1e3)
+    edges = np.concatenate([st.to_numpy(), [st.to_numpy()[-1] + (np.median(np.diff(st)) if len(st) > 1 else 1.0)]])
+    mesh = axh.pcolormesh(edges, np.arange(len(nodes) + 1), piv.to_numpy(), cmap="RdBu_r",
+                          norm=SymLogNorm(linthresh=lin_h, vmin=-vmax, vmax=vmax), shading="flat")
+    axh.set_yticks(np.arange(len(nodes)) + 0.5, nodes, fontsize=max(4, min(8, 200 // max(len(nodes), 1))))
+    for lbl in axh.get_yticklabels():
+        lbl.set_color(palette.get(lbl.get_text(), "k"))
+    axh.invert_yaxis()
+    axh.set_ylabel("node")
+    cax = axh.inset_axes([1.005, 0.0, 0.012, 1.0])
+    cb = fig.colorbar(mesh, cax=cax)
+    cb.set_label("skew from sweep median (s)", fontsize=7)
+    cb.ax.tick_params(labelsize=6)
+    _shade_faults(axh, windows, t0, label=False)
+    axh.tick_params(labelbottom=False)
+
+    # master strip from the observer's view (LEADER state)
+    if not sweeps.empty:
+        t_sw = (sweeps["t_ref"] - t0).to_numpy()
+        step = float(np.median(np.diff(t_sw))) if len(t_sw) > 1 else 1.0
+        leaders = [v if isinstance(v, str) else None for v in sweeps["leader"]]
+        for a, b, who in _run_lengths(leaders):
+            x0, x1 = t_sw[a], (t_sw[b] if b < len(t_sw) else t_sw[-1] + step)
+            colour = palette.get(who, "0.3") if who and "," not in who else ("0.85" if not who else "k")
+            axm.broken_barh([(x0, x1 - x0)], (0, 1), color=colour)
+            if who and (x1 - x0) > 0.04 * (t_sw[-1] - t_sw[0] + step):
+                axm.text((x0 + x1) / 2, 0.5, who if "," not in who else "2 leaders", ha="center", va="center",
+                         fontsize=7, color="white")
+    axm.set_yticks([])
+    axm.set_ylabel("master", rotation=0, ha="right", va="center")
+    axm.set_xlabel(TIME_LABEL)
+    return fig
+
+
+# --- 2: pre- vs post-sync -----------------------------------------------------------
+
+def fig_pre_post(rounds: pd.DataFrame, round_sum: pd.DataFrame, t0: float) -> Figure:
+    if rounds.empty or rounds["obs_post_offset_s"].notna().sum() == 0:
+        raise NotApplicable("no rounds with observer samples around them")
+    r = rounds.copy()
+    med_pre = r.groupby("round_id")["obs_pre_offset_s"].transform("median")
+    med_post = r.groupby("round_id")["obs_post_offset_s"].transform("median")
+    long = pd.concat([
+        pd.DataFrame({"deviation_s": (r["obs_pre_offset_s"] - med_pre).abs(), "phase": "before round"}),
+        pd.DataFrame({"deviation_s": (r["obs_post_offset_s"] - med_post).abs(), "phase": "after corrections"}),
+    ]).dropna()
+    long = long[long["deviation_s"] > 0]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    sns.ecdfplot(data=long, x="deviation_s", hue="phase", log_scale=True, ax=a1,
+                 palette={"before round": "0.55", "after corrections": "#1f77b4"})
+    err = (r["daemon_bound_s"].fillna(0) + r["obs_post_bound_s"]).dropna()
+    if len(err):
+        a1.axvline(float(err.median()), color="#d62728", ls="--", lw=1, label="median error bound")
+        a1.text(float(err.median()), 0.02, " median error bound\n (daemon + observer)", color="#d62728", fontsize=7)
+    a1.set_xlabel("|node offset - round median| (s, log)")
+    a1.set_ylabel("share of node-rounds (ECDF)")
+    a1.set_title("Each node's distance from the group, per round")
+    rs = round_sum.dropna(subset=["t_ref"])
+    t = rs["t_ref"] - t0
+    a2.plot(t, rs["pre_skew_s"], "o", ms=3, color="0.55", label="before round")
+    a2.plot(t, rs["post_skew_s"], "o", ms=3, color="#1f77b4", label="after corrections")
+    a2.step(t, rs["bound_s"], where="mid", color="#d62728", ls="--", lw=1, label="bound")
+    a2.set_yscale("log")
+    a2.set_xlabel(TIME_LABEL)
+    a2.set_ylabel("max pairwise skew in the round (s, log)")
+    a2.set_title("Skew before and after each round")
+    a2.legend(fontsize=7)
+    return fig
+
+
+# --- 3: skew against time since the last round ------------------------------------
+
+def fig_skew_growth(between: pd.DataFrame, others: pd.DataFrame, rho_ppm: float, interval_s: float,
+                    post_p50_s: float | None) -> Figure:
+    if between.empty:
+        raise NotApplicable("no observer sweeps between two regular rounds")
+    fig, ax = plt.subplots(figsize=(8, 4.5), layout="constrained")
+    if len(others):
+        ax.scatter(others["since_round_s"], others["max_skew_s"], s=5, color="0.75",
+                   label=f"other sweeps ({len(others)}: failover, startup)")
+    ax.scatter(between["since_round_s"], between["max_skew_s"], s=7, color="#1f77b4",
+               label=f"sweeps between regular rounds ({len(between)})")
+    if math.isfinite(rho_ppm):
+        x = np.linspace(0, max(float(between["since_round_s"].max()), interval_s), 100)
+        base = post_p50_s or 0.0
+        ax.plot(x, 2 * rho_ppm * 1e-6 * x, color="#d62728", lw=1.2, ls="--", label=f"2ρΔt, ρ = {rho_ppm:g} ppm")
+        ax.plot(x, base + 2 * rho_ppm * 1e-6 * x, color="#d62728", lw=1.2,
+                label="post-sync p50 + 2ρΔt")
+    lim = float(between["max_skew_s"].max()) * 1.3
+    if math.isfinite(rho_ppm):
+        lim = max(lim, (post_p50_s or 0.0) + 2 * rho_ppm * 1e-6 * float(between["since_round_s"].max()) * 1.1)
+    ax.set_ylim(0, lim)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("time since the last round's corrections (s)")
+    ax.set_ylabel("max pairwise skew between nodes (s)")
+    ax.set_title("Skew growth between rounds against the drift bound")
+    ax.legend(fontsize=7, loc="upper left")
+    return fig
+
+
+# --- 4: failovers -----------------------------------------------------------------
+
+FAILOVER_METRICS = {"detect_s": "fault → first candidate", "new_master_s": "fault → new master (log)",
+                    "obs_new_master_s": "fault → new master (observer)", "first_round_s": "fault → first round"}
+
+
+def failover_long(failovers: pd.DataFrame) -> pd.DataFrame:
+    long = failovers.melt(id_vars=["trial", "kind"], value_vars=list(FAILOVER_METRICS), var_name="metric",
+                          value_name="seconds").dropna(subset=["seconds"])
+    long["metric"] = long["metric"].map(FAILOVER_METRICS)
+    return long
+
+
+def fig_failovers(failovers: pd.DataFrame) -> Figure:
+    if failovers.empty:
+        raise NotApplicable("no master was killed or stopped in this run")
+    long = failover_long(failovers)
+    fig, ax = plt.subplots(figsize=(8, 3.8), layout="constrained")
+    order = [m for m in FAILOVER_METRICS.values() if m in set(long["metric"])]
+    sns.boxplot(data=long, x="seconds", y="metric", order=order, color="0.9", fliersize=0, ax=ax)
+    sns.stripplot(data=long, x="seconds", y="metric", order=order, hue="kind", size=5, jitter=0.15, ax=ax)
+    ax.set_xlabel("duration after the fault (s)")
+    ax.set_ylabel("")
+    ax.set_title(f"Failover times ({len(failovers)} failovers)")
+    return fig
+
+
+# --- 5: CPU -----------------------------------------------------------------------
+
+def fig_cpu(cpu: pd.DataFrame, palette: Mapping[str, Colour], by_size: pd.DataFrame | None) -> Figure:
+    c = cpu.dropna(subset=["cpu_pct"])
+    if c.empty:
+        raise NotApplicable("no CPU intervals (fewer than two samples per process)")
+    ncols = 3 if by_size is not None and len(by_size) else 2
+    fig, axes = plt.subplots(1, ncols, figsize=(5 * ncols, 4.2), layout="constrained",
+                             gridspec_kw={"width_ratios": [1, 2] + ([1.2] if ncols == 3 else [])})
+    a1, a2 = axes[0], axes[1]
+    sns.boxplot(data=c, x="role", y="cpu_pct", hue="source", order=sorted(c["role"].dropna().unique()),
+                fliersize=2, ax=a1)
+    a1.set_xlabel("role")
+    a1.set_ylabel("CPU (% of one core)")
+    a1.set_title("CPU per interval, by role")
+    proc = c[c["source"] == "proc"] if (c["source"] == "proc").any() else c
+    med = proc.groupby(["node", "role"])["cpu_pct"].median().reset_index()
+    nodes = sorted(med["node"].unique(), key=node_sort_key)
+    xpos = {n: i for i, n in enumerate(nodes)}
+    markers = {"master": "D", "follower": "o"}
+    for _, row in med.iterrows():
+        a2.scatter(xpos[row["node"]], row["cpu_pct"], color=palette.get(row["node"], "0.3"),
+                   marker=markers.get(row["role"], "s"), s=30, edgecolor="k", linewidth=0.4)
+    a2.set_xticks(range(len(nodes)), nodes, rotation=90 if len(nodes) > 12 else 0, fontsize=7)
+    for lbl in a2.get_xticklabels():
+        lbl.set_color(palette.get(lbl.get_text(), "k"))
+    a2.legend(handles=[plt.Line2D([], [], marker=m, ls="", color="0.4", label=r) for r, m in markers.items()],
+              fontsize=7, title="role", title_fontsize=7)
+    a2.set_xlabel("node")
+    a2.set_ylabel("median CPU (% of one core)")
+    a2.set_title("Median CPU per node and role")
+    a2.set_ylim(bottom=0)
+    if ncols == 3 and by_size is not None:
+        a3 = axes[2]
+        sns.lineplot(data=by_size, x="cluster_size", y="cpu_pct", hue="role", marker="o", ax=a3)
+        a3.set_xlabel("cluster size (nodes)")
+        a3.set_ylabel("mean CPU (% of one core)")
+        a3.set_title("CPU against cluster size")
+    return fig
+
+
+def cpu_by_size(cpu: pd.DataFrame, levels: pd.DataFrame) -> pd.DataFrame:
+    c = cpu[(cpu["source"] == "proc")].dropna(subset=["cpu_pct"])
+    merged = c.merge(levels[["trial", "cluster_size"]], on="trial", how="inner")
+    return merged.groupby(["cluster_size", "role"], as_index=False)["cpu_pct"].mean()
+
+
+# --- 6: drift sweep ---------------------------------------------------------------
+
+def fig_drift(levels: pd.DataFrame, interval_s: float) -> Figure:
+    d = levels.dropna(subset=["drift_ppm"])
+    if d["drift_ppm"].round(3).nunique() < 2:
+        raise NotApplicable("not a drift sweep: fewer than two drift levels across trials")
+    fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
+    ax.plot(d["drift_ppm"], d["post_skew_p95_s"], "o-", color="#1f77b4", label="post-sync skew p95")
+    ax.plot(d["drift_ppm"], d["between_round_max_skew_s"], "s-", color="#ff7f0e", label="between-round max skew")
+    x = np.linspace(0, float(d["drift_ppm"].max()) * 1.05, 50)
+    ax.plot(x, 2 * x * 1e-6 * interval_s, "--", color="#d62728", label=f"2ρ × round interval ({interval_s:g} s)")
+    ax.set_xlabel("max drift rate ρ in the trial (ppm)")
+    ax.set_ylabel("skew (s)")
+    ax.set_yscale("log")
+    ax.set_title("Accuracy against drift rate")
+    ax.legend(fontsize=7)
+    return fig
+
+
+def legend_patches(palette: Mapping[str, Colour]) -> list[Patch]:
+    return [Patch(color=c, label=n) for n, c in palette.items()]

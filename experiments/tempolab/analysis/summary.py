@@ -1,0 +1,185 @@
+"""Headline numbers from the tidy tables (pure functions, no I/O, no plotting).
+
+Owns the definitions written in docs/analysis.md "Headline numbers": per-round
+post-sync skew, the per-round bound and "within bound", between-round skew, failover
+durations, CPU per role, observer error bound, per-trial drift level and cluster size.
+Percentiles are numpy's default (linear interpolation between order statistics).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .load import RunData
+from .tables import Tables
+
+BETWEEN_ROUND_SLACK = 1.5   # a sweep counts as "between two regular rounds" up to 1.5 intervals after one
+DRIFT_FIELDS = ("drift_ppm", "max_drift_ppm", "rate_ppm")
+SIZE_FIELDS = ("cluster_size", "n_nodes", "nodes")
+
+
+def stats(values: Any, pcts: tuple[int, ...] = (50, 95, 99)) -> dict[str, float | int | None]:
+    arr = pd.to_numeric(pd.Series(values, dtype=float), errors="coerce").dropna().to_numpy()
+    out: dict[str, float | int | None] = {"n": int(arr.size)}
+    for p in pcts:
+        out[f"p{p}"] = float(np.percentile(arr, p)) if arr.size else None
+    out["max"] = float(arr.max()) if arr.size else None
+    out["mean"] = float(arr.mean()) if arr.size else None
+    return out
+
+
+def max_drift_ppm(run: RunData) -> float:
+    """rho in ppm: the largest |rate| any node's profile reaches (NaN when unknown)."""
+    if run.profiles:
+        return max(p.max_abs_rate_ppm() for p in run.profiles.values())
+    suite = run.manifest.get("suite")
+    if isinstance(suite, dict):
+        for key in ("max_drift_ppm", "drift_ppm"):
+            if isinstance(suite.get(key), (int, float)):
+                return abs(float(suite[key]))
+    return math.nan
+
+
+def round_summary(rounds: pd.DataFrame, rho_ppm: float) -> pd.DataFrame:
+    """One row per round: observed pre/post skew (max - min offset of the round's nodes)
+    and the bound the post skew should respect:
+
+    ``bound = 2 * max_i(daemon bound_i + observer bound_i) + 2 * rho * max_i(t_post_i - t_apply)``
+
+    i.e. two nodes may each be off by their measurement error and the observer's, and
+    drift apart at up to 2*rho while the observer reaches them after the corrections.
+    """
+    cols = ["round_id", "round", "trial", "master", "t_ref", "nodes", "pre_skew_s", "post_skew_s",
+            "bound_s", "within_bound"]
+    if rounds.empty:
+        return pd.DataFrame(columns=cols)
+    rho = rho_ppm * 1e-6 if math.isfinite(rho_ppm) else 0.0
+    rows = []
+    for rid, g in rounds.groupby("round_id", sort=True):
+        pre, post = g["obs_pre_offset_s"].dropna(), g["obs_post_offset_s"].dropna()
+        err = (g["daemon_bound_s"].fillna(0.0) + g["obs_post_bound_s"]).dropna()
+        lag = (g["obs_post_t_ref"] - g["t_apply"]).dropna()
+        post_skew = float(post.max() - post.min()) if len(post) >= 2 else math.nan
+        bound = (2 * float(err.max()) if len(err) else math.nan) + 2 * rho * (float(lag.max()) if len(lag) else 0.0)
+        first = g.iloc[0]
+        rows.append({"round_id": rid, "round": first["round"], "trial": first["trial"], "master": first["master"],
+                     "t_ref": first["t_ref"], "nodes": int(len(g)),
+                     "pre_skew_s": float(pre.max() - pre.min()) if len(pre) >= 2 else math.nan,
+                     "post_skew_s": post_skew, "bound_s": bound,
+                     "within_bound": (post_skew <= bound) if math.isfinite(post_skew) and math.isfinite(bound) else None})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def between_round_sweeps(sweeps: pd.DataFrame, interval_s: float) -> pd.DataFrame:
+    """Sweeps while a master keeps its regular rounds: after that master's round, within
+    1.5 round intervals of it, and with that master still the (single) leader."""
+    if sweeps.empty or "since_round_s" not in sweeps:
+        return sweeps.iloc[0:0]
+    ok = (sweeps["since_round_s"] >= 0) & (sweeps["since_round_s"] <= BETWEEN_ROUND_SLACK * interval_s)
+    ok &= sweeps["leader"].astype("string") == sweeps["round_master"].astype("string")
+    return sweeps[ok.fillna(False).astype(bool) & sweeps["max_skew_s"].notna()]
+
+
+def trial_levels(run: RunData, t: Tables) -> pd.DataFrame:
+    """Per trial: drift level (ppm), cluster size, post-sync skew p95 and between-round max."""
+    rows = []
+    rs = round_summary(t.rounds, max_drift_ppm(run))
+    br = between_round_sweeps(t.sweeps, t.round_interval_s)
+    for _, tr in t.trials.iterrows():
+        drift = next((float(tr[k]) for k in DRIFT_FIELDS if k in tr and isinstance(tr[k], (int, float))
+                      and math.isfinite(tr[k])), math.nan)
+        if math.isnan(drift) and run.profiles:
+            mid = (tr["t_start"] + (tr["t_end"] if math.isfinite(tr["t_end"]) else tr["t_start"])) / 2
+            # the largest |rate| in force mid-trial
+            drift = max(abs(p.rate_ppm_at(mid)) for p in run.profiles.values())
+        size = math.nan
+        for k in SIZE_FIELDS:
+            v = tr.get(k) if k in tr else None
+            if isinstance(v, (list, tuple)):
+                size = float(len(v))
+                break
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                size = float(v)
+                break
+        if math.isnan(size) and not t.samples.empty:
+            s = t.samples[(t.samples["trial"] == tr["trial"]) & t.samples["responded"]]
+            size = float(s["node"].nunique()) if len(s) else math.nan
+        post = rs[rs["trial"] == tr["trial"]]["post_skew_s"].dropna()
+        sw = br[br["trial"] == tr["trial"]]["max_skew_s"].dropna()
+        rows.append({"trial": tr["trial"], "drift_ppm": drift, "cluster_size": size,
+                     "post_skew_p95_s": float(np.percentile(post, 95)) if len(post) else math.nan,
+                     "between_round_max_skew_s": float(sw.max()) if len(sw) else math.nan})
+    return pd.DataFrame(rows, columns=["trial", "drift_ppm", "cluster_size", "post_skew_p95_s",
+                                       "between_round_max_skew_s"])
+
+
+def is_drift_sweep(run: RunData, levels: pd.DataFrame) -> bool:
+    return "drift" in run.suite_name.lower() or levels["drift_ppm"].round(3).nunique() >= 2
+
+
+def is_scale(run: RunData, levels: pd.DataFrame) -> bool:
+    return "scale" in run.suite_name.lower() or levels["cluster_size"].nunique() >= 2
+
+
+# --- headline sections; each may fail alone (the report marks it "unknown") ----------
+
+def accuracy_section(run: RunData, t: Tables) -> dict[str, Any]:
+    rho = max_drift_ppm(run)
+    rs = round_summary(t.rounds, rho)
+    within = rs["within_bound"].dropna().astype(bool)
+    br = between_round_sweeps(t.sweeps, t.round_interval_s)
+    return {
+        "max_drift_ppm": rho if math.isfinite(rho) else None,
+        "round_interval_s": t.round_interval_s,
+        "post_sync_skew_s": stats(rs["post_skew_s"]),
+        "pre_sync_skew_s": stats(rs["pre_skew_s"]),
+        "between_round_max_skew_s": float(br["max_skew_s"].max()) if len(br) else None,
+        "rounds_within_bound": {"within": int(within.sum()), "of": int(within.size),
+                                "share": float(within.mean()) if within.size else None},
+    }
+
+
+def failover_section(t: Tables) -> dict[str, Any]:
+    f = t.failovers
+    return {
+        "count": int(len(f)),
+        "detect_s": stats(f["detect_s"] if len(f) else [], (50, 95)),
+        "new_master_s": stats(f["new_master_s"] if len(f) else [], (50, 95)),
+        "first_round_s": stats(f["first_round_s"] if len(f) else [], (50, 95)),
+        "observer_new_master_s": stats(f["obs_new_master_s"] if len(f) else [], (50, 95)),
+        "inconsistent": int((~f["consistent"].astype(bool)).sum()) if len(f) else 0,
+    }
+
+
+def cpu_section(t: Tables) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for source, g in t.cpu.groupby("source"):
+        out[str(source)] = {str(role): stats(gr["cpu_pct"], (50, 95)) for role, gr in g.groupby("role")}
+    return out
+
+
+def observer_section(t: Tables) -> dict[str, Any]:
+    s = t.samples
+    b = s["bound_s"].dropna() if len(s) else pd.Series(dtype=float)
+    return {
+        "bound_s_median": float(b.median()) if len(b) else None,
+        "bound_s_p99": float(np.percentile(b, 99)) if len(b) else None,
+        "unanswered": int((~s["responded"]).sum()) if len(s) else 0,
+    }
+
+
+def counts_section(run: RunData, t: Tables) -> dict[str, Any]:
+    return {
+        "nodes": len(run.nodes),
+        "samples": int(len(t.samples)),
+        "sweeps": int(len(t.sweeps)),
+        "rounds": int(t.rounds["round_id"].nunique()) if len(t.rounds) else 0,
+        "trials": int(len(t.trials)),
+        "failovers": int(len(t.failovers)),
+        "cpu_samples": int((t.cpu["source"] == "proc").sum()) if len(t.cpu) else 0,
+        "events": int(len(t.events)),
+    }

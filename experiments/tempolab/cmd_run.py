@@ -1,0 +1,72 @@
+"""``tempo run``: run an experiment suite (thin CLI over :mod:`tempolab.runner`)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from pathlib import Path
+
+from .runner.hosts import REPO
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "run",
+        help="run an experiment suite (faults, observer, CPU) into a run folder",
+        description="Run a suite's trials on the lab (default) or an inventory and record "
+                    "everything under results/<YYYYmmdd-HHMMSS>-<suite>/.",
+        epilog="examples:\n  tempo run smoke\n  tempo run leader-kill --quiet\n"
+               "  tempo run --resume results/20261123-101500-leader-kill\n"
+               "  tempo run --cleanup --lab trun",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("suite", nargs="?", help="built-in suite name (smoke, leader-kill, pause, "
+                   "partition-heal, loss, drift-sweep, scale) or a suite YAML path")
+    p.add_argument("--inventory", "-i", type=Path, help="Ansible inventory (default: the lab's)")
+    p.add_argument("--lab", dest="lab_name", help="lab name (default: the suite's, tslab)")
+    p.add_argument("--subnet", dest="lab_subnet", help="lab subnet when the lab is created")
+    p.add_argument("--out", type=Path, default=REPO / "results", help="results folder (default: results/)")
+    p.add_argument("--quiet", "-q", action="store_true", help="plain progress lines (CI)")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                   help="continue RUN_DIR at its first unfinished trial")
+    p.add_argument("--cleanup", action="store_true",
+                   help="remove leftover faults on every node (tempo_fault tables, "
+                        "SIGCONT stopped daemons, start dead ones) and exit")
+    p.add_argument("--no-deploy", dest="deploy", action="store_false",
+                   help="use the daemons already deployed (restart them instead of ansible)")
+    p.set_defaults(func=run)
+
+
+def _sigterm(_signum: int, _frame: object) -> None:
+    # same path as Ctrl-C: faults reverted, data flushed, exit 130
+    raise KeyboardInterrupt
+
+
+def run(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
+    from .runner.driver import Runner, RunOptions, resume_suite
+    from .runner.suite import Suite, load_suite_raw
+
+    opts = RunOptions(results=args.out, inventory=args.inventory, lab_name=args.lab_name,
+                      lab_subnet=args.lab_subnet, quiet=args.quiet, resume=args.resume,
+                      deploy=args.deploy)
+    if args.cleanup:
+        suite = Suite(name="cleanup", source="--cleanup")
+        if args.suite:
+            suite = load_suite_raw(args.suite)[0]
+        r = Runner(suite, opts)
+        r._ensure_hosts_existing()
+        for node, msg in sorted(r.cleanup().items()):
+            print(f"{node}: {msg}")
+        return 0
+    if args.resume is not None:
+        suite, raw = resume_suite(args.resume)
+    elif args.suite:
+        suite, raw = load_suite_raw(args.suite)
+    else:
+        raise ConfigError("give a SUITE, --resume RUN_DIR or --cleanup")
+    old = signal.signal(signal.SIGTERM, _sigterm)
+    try:
+        return Runner(suite, opts, raw).run()
+    finally:
+        signal.signal(signal.SIGTERM, old)

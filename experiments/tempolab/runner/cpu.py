@@ -1,0 +1,122 @@
+"""CPU sampling of the daemon process from ``/proc/<pid>/stat`` over SSH.
+
+Owns the one shell command a sample round runs on a node (pidfile -> /proc stat ->
+clock ticks per second in a single round trip) and the parsing of its output into
+cumulative ``utime_s`` / ``stime_s``. Parsing is pure and tested on captured text; the
+sampling loop takes a ``run(node, cmd)`` callable so it knows nothing about paramiko.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from .faults import PIDFILE
+
+CPU_CMD = (f"pid=$(cat {PIDFILE} 2>/dev/null); echo \"pid $pid\"; getconf CLK_TCK; "
+           "[ -n \"$pid\" ] && cat /proc/$pid/stat 2>/dev/null; true")
+
+
+class CpuParseError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class CpuReading:
+    pid: int
+    utime_s: float
+    stime_s: float
+
+
+def parse_stat(stat: str, clk_tck: int) -> tuple[float, float]:
+    """(utime_s, stime_s) from a /proc/<pid>/stat line.
+
+    The command name (field 2) is in parentheses and may contain spaces and ')', so the
+    fields are counted from the *last* ')': utime and stime are fields 14 and 15
+    (1-based, proc(5)), i.e. indexes 11 and 12 after the state field.
+    """
+    end = stat.rfind(")")
+    if end < 0:
+        raise CpuParseError(f"not a /proc stat line: {stat[:80]!r}")
+    rest = stat[end + 1:].split()
+    if len(rest) < 13:
+        raise CpuParseError(f"truncated /proc stat line: {stat[:80]!r}")
+    try:
+        return int(rest[11]) / clk_tck, int(rest[12]) / clk_tck
+    except ValueError as exc:
+        raise CpuParseError(f"bad utime/stime in {stat[:80]!r}") from exc
+
+
+def parse_output(out: str) -> CpuReading | None:
+    """Parse CPU_CMD's output; None when the daemon is not running."""
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    if len(lines) < 2 or not lines[0].startswith("pid"):
+        raise CpuParseError(f"unexpected sampler output: {out[:120]!r}")
+    pid_s = lines[0][3:].strip()
+    if not pid_s or len(lines) < 3:
+        return None
+    try:
+        pid, tck = int(pid_s), int(lines[1])
+    except ValueError as exc:
+        raise CpuParseError(f"unexpected sampler output: {out[:120]!r}") from exc
+    u, s = parse_stat(lines[2], tck)
+    return CpuReading(pid, u, s)
+
+
+class CpuSampler:
+    """Every ``interval_s``, one command per node; records go to ``sink``.
+
+    ``run(node, cmd) -> stdout`` may raise; a failed node gets an ``error`` record and
+    the loop goes on (a killed or partitioned node is what the trials are about).
+    ``role(node)`` gives the node's state at that moment (from the observer).
+    """
+
+    def __init__(self, nodes: list[str], run: Callable[[str, str], str],
+                 sink: Callable[[dict], None], role: Callable[[str], str | None],
+                 interval_s: float, clock: Callable[[], float] = time.time):
+        self.nodes = list(nodes)
+        self.run = run
+        self.sink = sink
+        self.role = role
+        self.interval_s = interval_s
+        self.clock = clock
+        self.trial: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def sample_once(self) -> list[dict]:
+        records = []
+        for node in list(self.nodes):
+            t = self.clock()
+            rec: dict = {"t_ref": t, "trial": self.trial, "node": node, "role": self.role(node)}
+            try:
+                reading = parse_output(self.run(node, CPU_CMD))
+            except Exception as exc:  # noqa: BLE001 - recorded, never fatal
+                rec.update(pid=None, utime_s=None, stime_s=None, error=str(exc)[:200])
+            else:
+                if reading is None:
+                    rec.update(pid=None, utime_s=None, stime_s=None, error="not running")
+                else:
+                    rec.update(pid=reading.pid, utime_s=reading.utime_s, stime_s=reading.stime_s)
+            self.sink(rec)
+            records.append(rec)
+        return records
+
+    def _loop(self) -> None:
+        next_t = time.monotonic()
+        while not self._stop.is_set():
+            self.sample_once()
+            next_t += self.interval_s
+            self._stop.wait(max(0.0, next_t - time.monotonic()))
+
+    def start(self) -> "CpuSampler":
+        self._thread = threading.Thread(target=self._loop, name="cpu-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)

@@ -1,0 +1,587 @@
+"""The trial driver: deploy, wait for a healthy cluster, warm up, inject faults, record.
+
+Owns the order of a run (docs/runner.md "A run, step by step") and the guarantee that
+every fault it installed is reverted on any exit path (exception, Ctrl-C / SIGTERM
+raised as KeyboardInterrupt, SSH failure): :class:`FaultSet` is a context manager whose
+``__exit__`` reverts what is still active and records leftovers it could not revert.
+It ties together parts that know nothing of each other (observer, CPU sampler, SSH
+pool, run folder, progress); trial facts come from :mod:`facts` (pure).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import random
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import EnvironmentProblem, HostUnreachable, TempoError
+from . import deploy, facts, faults
+from .cpu import CpuSampler
+from .faults import Fault, NodeRef
+from .hosts import REPO, Host, lab_inventory_path, load_hosts
+from .observer import Observer
+from .progress import Progress, print_summary, summarize
+from .runfolder import RunFolder
+from .sshpool import SshPool
+from .suite import Suite, parse_suite
+
+EVENT_LOG = "/var/log/tempo/events.jsonl"
+DRIFT_FILE = "/etc/tempo/drift.toml"
+MASTER_FAULTS = ("kill", "stop")
+
+
+@dataclass
+class RunOptions:
+    results: Path = REPO / "results"
+    inventory: Path | None = None       # None: the suite's, else the lab's
+    lab_name: str | None = None         # overrides the suite's lab name
+    lab_subnet: str | None = None
+    quiet: bool = False
+    resume: Path | None = None
+    deploy: bool = True                 # False: the cluster is already deployed
+
+
+class FaultSet:
+    """Faults installed in one trial; reverts everything still active on exit."""
+
+    def __init__(self, pool: SshPool, record: Callable[[dict], None], trial: int,
+                 clock: Callable[[], float] = time.time):
+        self.pool = pool
+        self.record = record
+        self.trial = trial
+        self.clock = clock
+        self.active: list[tuple[int, Fault]] = []
+        self.leftovers: list[dict] = []
+        self.log: list[dict] = []
+        self._next_id = 0
+
+    def _rec(self, fid: int, f: Fault, phase: str, detail: str, **extra: Any) -> dict:
+        r = {"t_ref": self.clock(), "trial": self.trial, "fault_id": fid, "kind": f.kind,
+             "phase": phase, "targets": f.targets, "detail": detail, **extra}
+        if f.sides:
+            r["sides"] = {"a": f.sides[0], "b": f.sides[1]}
+        self.record(r)
+        self.log.append(r)
+        return r
+
+    def apply(self, f: Fault) -> dict:
+        fid = self._next_id
+        self._next_id += 1
+        # registered before the commands run: a half-applied fault is still reverted
+        self.active.append((fid, f))
+        t_before = self.clock()
+        try:
+            res = self.pool.run_many(f.apply_cmds, timeout_s=30)
+        except HostUnreachable as exc:
+            return self._rec(fid, f, "start", f.detail, error=str(exc), t_sent=t_before)
+        errors = {n: (r.stderr.strip() or f"exit {r.rc}")[-200:] for n, r in res.items() if r.rc}
+        # t_ref = when the command was sent: the fault takes effect within one SSH
+        # round trip after that, and t_done bounds it from above
+        rec = self._rec(fid, f, "start", f.detail, t_sent=t_before, t_done=self.clock(),
+                        **({"error": errors} if errors else {}))
+        rec["t_ref"] = t_before
+        return rec
+
+    def revert(self, fid: int) -> dict | None:
+        item = next(((i, f) for i, f in self.active if i == fid), None)
+        if item is None:
+            return None
+        _, f = item
+        t_before = self.clock()
+        try:
+            res = self.pool.run_many(f.revert_cmds, timeout_s=60)
+        except HostUnreachable as exc:
+            self.leftovers.append({"fault_id": fid, "kind": f.kind, "hosts": exc.hosts})
+            self.active.remove(item)
+            return self._rec(fid, f, "end", f.revert_detail, error=str(exc), t_sent=t_before)
+        self.active.remove(item)
+        errors = {n: (r.stderr.strip() or f"exit {r.rc}")[-200:] for n, r in res.items() if r.rc}
+        if errors:
+            self.leftovers.append({"fault_id": fid, "kind": f.kind, "hosts": sorted(errors)})
+        return self._rec(fid, f, "end", f.revert_detail, t_sent=t_before, t_done=self.clock(),
+                         **({"error": errors} if errors else {}))
+
+    def revert_all(self) -> None:
+        for fid, _f in list(reversed(self.active)):
+            try:
+                self.revert(fid)
+            except Exception as exc:  # noqa: BLE001 - keep reverting the others
+                self.leftovers.append({"fault_id": fid, "error": str(exc)})
+
+    def __enter__(self) -> "FaultSet":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.revert_all()
+
+
+def _git_commit() -> str | None:
+    try:
+        p = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                           text=True, timeout=5)
+        return p.stdout.strip() or None
+    except OSError:
+        return None
+
+
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for pkg in ("tempo-lab", "ansible-core", "ansible", "paramiko", "rich", "PyYAML", "ntplib"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def host_facts() -> dict[str, Any]:
+    import os
+
+    return {"hostname": platform.node(), "kernel": platform.release(),
+            "machine": platform.machine(), "cpus": os.cpu_count(),
+            "python": sys.version.split()[0]}
+
+
+class Runner:
+    def __init__(self, suite: Suite, opts: RunOptions, suite_raw: dict | None = None):
+        self.suite = suite
+        self.suite_raw = suite_raw
+        self.opts = opts
+        self.rf: RunFolder | None = None
+        self.pool: SshPool | None = None
+        self.observer: Observer | None = None
+        self.cpu: CpuSampler | None = None
+        self.hosts: list[Host] = []
+        self.progress = Progress(suite.name, suite.n_trials, quiet=opts.quiet)
+        self._deployed_point: dict | None = None
+        self._inventory: Path | None = None
+        self._lab = None
+        self.interrupted = False
+
+    # ------------------------------------------------------------ infrastructure
+    @property
+    def on_lab(self) -> bool:
+        return self.opts.inventory is None and self.suite.inventory is None
+
+    def _lab_name(self) -> str:
+        return self.opts.lab_name or self.suite.lab_name
+
+    def _ensure_hosts(self, point: Suite) -> None:
+        """Inventory -> hosts; on the lab, bring it to the point's node count first."""
+        if self.on_lab:
+            from ..lab import Lab
+
+            name = self._lab_name()
+            lab = Lab(name, subnet=self.opts.lab_subnet or self.suite.lab_subnet,
+                      progress=lambda m: self.progress.log(f"lab: {m}"))
+            if lab.state is None or len(lab.nodes) != point.nodes:
+                if self.hosts:
+                    self.collect()  # nodes may go away: keep their logs first
+                self.progress.set(phase=f"lab up {point.nodes} nodes")
+                lab.up(point.nodes)
+                self._deployed_point = None
+            self._lab = lab
+            inv = lab.inventory_path
+        else:
+            inv = Path(self.opts.inventory or self.suite.inventory)  # type: ignore[arg-type]
+        if inv != self._inventory or self.pool is None or self._deployed_point is None:
+            hosts = load_hosts(inv)
+            if [h.name for h in hosts] != [h.name for h in self.hosts]:
+                if self.pool is not None:
+                    self.pool.close()
+                self.pool = SshPool(hosts)
+                self.hosts = hosts
+                if self.observer is not None:
+                    self.observer.set_nodes(self.noderefs)
+                if self.cpu is not None:
+                    self.cpu.nodes = [h.name for h in hosts]
+            self._inventory = inv
+
+    def _ensure_hosts_existing(self) -> None:
+        """Hosts of an existing lab or inventory, never creating or resizing a lab."""
+        if self.on_lab:
+            from ..lab import Lab
+
+            inv = Lab.load(self._lab_name()).inventory_path
+        else:
+            inv = Path(self.opts.inventory or self.suite.inventory)  # type: ignore[arg-type]
+        self.hosts = load_hosts(inv)
+        self.pool = SshPool(self.hosts)
+        self._inventory = inv
+
+    @property
+    def noderefs(self) -> list[NodeRef]:
+        return [NodeRef(h.name, h.address) for h in self.hosts]
+
+    def _record(self, stream: str) -> Callable[[dict], None]:
+        assert self.rf is not None
+        rf = self.rf
+        return lambda rec: rf.append(stream, rec)
+
+    def _event(self, phase: str, **kw: Any) -> None:
+        assert self.rf is not None
+        self.rf.append("runner", {"t_ref": time.time(), "phase": phase, **kw})
+
+    def _deploy(self, point: Suite, trial: int) -> None:
+        key = {"nodes": point.nodes, "drift": dataclasses.asdict(point.drift),
+               "daemon": point.daemon}
+        if key == self._deployed_point and not self.suite.redeploy_each_trial:
+            return
+        assert self.rf is not None and self._inventory is not None
+        if self.opts.deploy:
+            self.progress.set(phase="deploying (ansible-playbook)")
+            self._event("deploy_start", trial=trial, vars=deploy.deploy_vars(point))
+            took = deploy.run_playbook("deploy", self._inventory, deploy.deploy_vars(point),
+                                       self.rf.path / "ansible")
+            self._event("deploy_end", trial=trial, seconds=took)
+            self.progress.log(f"deployed in {took:.1f} s")
+        else:
+            self.restart_all()
+        self._deployed_point = key
+        self._fetch_profiles()
+
+    def _fetch_profiles(self) -> None:
+        assert self.rf is not None and self.pool is not None
+        nodes = {}
+        for h in self.hosts:
+            dest = self.rf.node_dir(h.name) / "drift.toml"
+            prof = None
+            try:
+                if self.pool.get(h.name, DRIFT_FILE, dest):
+                    prof = _profile_dict(dest)
+            except HostUnreachable as exc:
+                self._event("fetch_failed", node=h.name, error=str(exc))
+            nodes[h.name] = {"address": h.address, "profile": prof}
+        m = self.rf.read_manifest()
+        m.setdefault("nodes", {}).update(nodes)
+        self.rf.write_manifest(m)
+
+    def restart_all(self) -> None:
+        assert self.pool is not None
+        self.progress.set(phase="restarting daemons")
+        cmds = {h.name: faults.service_cmd("restart") for h in self.hosts}
+        res = self.pool.run_many(cmds, timeout_s=60)
+        bad = {n: r.stderr.strip()[-200:] for n, r in res.items() if r.rc}
+        self._event("restart_all", errors=bad or None)
+
+    def cleanup(self) -> dict[str, str]:
+        """Revert any leftover fault on every node (``tempo run --cleanup``)."""
+        assert self.pool is not None
+        res = self.pool.run_many({h.name: faults.cleanup_cmd() for h in self.hosts},
+                                 timeout_s=60)
+        return {n: (r.stdout + r.stderr).strip() or "clean" for n, r in res.items()}
+
+    def collect(self) -> None:
+        """Every node's event log -> nodes/<name>/events.jsonl (SFTP)."""
+        assert self.rf is not None and self.pool is not None
+        for h in self.hosts:
+            try:
+                ok = self.pool.get(h.name, EVENT_LOG, self.rf.node_dir(h.name) / "events.jsonl")
+                if not ok:
+                    self._event("collect_missing", node=h.name, path=EVENT_LOG)
+            except HostUnreachable as exc:
+                self._event("collect_failed", node=h.name, error=str(exc))
+
+    # ------------------------------------------------------------ observation
+    def wait_healthy(self, timeout_s: float) -> tuple[bool, str | None, str]:
+        assert self.observer is not None
+        deadline = time.monotonic() + timeout_s
+        reason = "no samples yet"
+        names = [h.name for h in self.hosts]
+        while time.monotonic() < deadline:
+            ok, m, reason = facts.health(self.observer.latest(), names)
+            self.progress.set(master=m, health=reason)
+            if ok:
+                return True, m, reason
+            time.sleep(0.2)
+        return False, None, reason
+
+    def _sleep_until(self, t_wall: float) -> None:
+        """Sleep until controller time ``t_wall``, refreshing the progress display."""
+        assert self.observer is not None
+        while True:
+            left = t_wall - time.time()
+            if left <= 0:
+                return
+            latest = self.observer.latest()
+            names = [h.name for h in self.hosts]
+            _ok, m, why = facts.health(latest, names)
+            st = facts.skew_stats(latest.values())
+            self.progress.set(master=m, health=why, skew_s=st["max_skew_s"])
+            time.sleep(min(left, 0.25))
+
+    def _node_events(self) -> dict[str, list[dict]]:
+        """Fetch every node's log now and map it to reference time via its drift profile."""
+        assert self.rf is not None
+        self.collect()
+        out: dict[str, list[dict]] = {}
+        for h in self.hosts:
+            d = self.rf.node_dir(h.name)
+            ev, prof = d / "events.jsonl", d / "drift.toml"
+            if not ev.exists():
+                continue
+            true_at = _true_at(prof)
+            recs = []
+            for line in ev.read_text(errors="replace").splitlines():
+                try:
+                    recs.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+            out[h.name] = facts.map_events(recs, true_at)
+        return out
+
+    # ------------------------------------------------------------ one trial
+    def run_trial(self, k: int) -> dict:
+        assert self.rf is not None and self.observer is not None and self.pool is not None
+        point = self.suite.at_point(k - 1)
+        self.progress.set(trial=k, phase="preparing")
+        self._ensure_hosts(point)
+        self._deploy(point, k)
+        self.observer.set_trial(k)
+        if self.cpu is not None:
+            self.cpu.trial = k
+        self._event("trial_start", trial=k, point=self.suite.point(k - 1))
+        self.progress.set(phase="waiting for one master, all following")
+        ok, master, why = self.wait_healthy(self.suite.healthy_timeout_s)
+        if not ok:
+            self.progress.log(f"trial {k}: unhealthy ({why}); restarting daemons")
+            self.restart_all()
+            ok, master, why = self.wait_healthy(self.suite.healthy_timeout_s)
+        t_start = time.time()
+        rec: dict[str, Any] = {"trial": k, "t_start": t_start, "point": self.suite.point(k - 1),
+                               "nodes": [h.name for h in self.hosts], "master_before": master}
+        if not ok:
+            rec.update(t_end=time.time(), outcome="failed", reason=f"cluster not healthy: {why}")
+            self.rf.append("trials", rec)
+            return rec
+        self.progress.set(phase=f"warm-up {point.warm_up_s:g} s")
+        self._sleep_until(t_start + point.warm_up_s)
+        t0 = time.time()
+        rec["warm_up_end_t"] = t0
+        latest = self.observer.latest()
+        _, master_now, _ = facts.health(latest, [h.name for h in self.hosts])
+        master = master_now or master
+        rng = random.Random(f"{self.suite.seed}:{k}")
+        resolved: list[Fault] = []
+        sides = None
+        for spec in point.faults:
+            f = faults.resolve(spec, self.noderefs, master, rng, sides)
+            sides = f.sides or sides
+            resolved.append(f)
+        timeline: list[tuple[float, int, str, int]] = []
+        for i, f in enumerate(resolved):
+            timeline.append((f.at_s, 0, "apply", i))
+            if f.duration_s is not None:
+                timeline.append((f.at_s + f.duration_s, 1, "revert", i))
+        timeline.sort()
+        applied: dict[int, dict] = {}
+        ended: dict[int, dict] = {}
+        fids: dict[int, int] = {}
+        with FaultSet(self.pool, self._record("faults"), k) as fs:
+            for at, _o, action, i in timeline:
+                f = resolved[i]
+                self.progress.set(phase=f"{'fault' if action == 'apply' else 'revert'} "
+                                        f"{f.kind} at +{at:.1f} s")
+                self._sleep_until(t0 + at)
+                if action == "apply":
+                    applied[i] = fs.apply(f)
+                    fids[i] = fs.log[-1]["fault_id"]
+                    self.progress.log(f"trial {k}: {f.detail} on {','.join(f.targets)}")
+                elif i in fids:
+                    r = fs.revert(fids[i])
+                    if r is not None:
+                        ended[i] = r
+            self.progress.set(phase="observing")
+            self._sleep_until(t0 + point.trial_duration_s)
+            # faults without a duration are reverted here, inside the trial
+            for i, fid in fids.items():
+                if i not in ended:
+                    r = fs.revert(fid)
+                    if r is not None:
+                        ended[i] = r
+            leftovers = list(fs.leftovers)
+        t_end = time.time()
+        rec.update(t_end=t_end, faults=[{"kind": f.kind, "at_s": f.at_s,
+                                         "duration_s": f.duration_s, "targets": f.targets}
+                                        for f in resolved])
+        if leftovers:
+            rec["leftovers"] = leftovers
+        rec.update(self._trial_facts(k, point, resolved, applied, ended, t0, t_end))
+        errors = [a.get("error") for a in applied.values() if a.get("error")]
+        if errors and rec.get("outcome") == "ok":
+            rec.update(outcome="failed", reason=f"fault command failed: {errors[0]}")
+        self.rf.append("trials", rec)
+        self._event("trial_end", trial=k, outcome=rec.get("outcome"))
+        self.progress.log(f"trial {k}: {rec.get('outcome')}"
+                          + (f" ({rec.get('reason')})" if rec.get("reason") else "")
+                          + (f", failover {rec['new_master_s']:.2f} s"
+                             if rec.get("new_master_s") is not None else ""))
+        return rec
+
+    def _trial_facts(self, k: int, point: Suite, resolved: list[Fault], applied: dict,
+                     ended: dict, t0: float, t_end: float) -> dict[str, Any]:
+        assert self.observer is not None
+        samples = self.observer.samples(since=t0 - 1.0, until=t_end)
+        names = [h.name for h in self.hosts]
+        settle = point.settle_time_s()
+        out: dict[str, Any] = {}
+        first = next((i for i, f in enumerate(resolved) if f.kind in MASTER_FAULTS
+                      and i in applied), None)
+        part = next((i for i, f in enumerate(resolved) if f.kind == "partition"
+                     and i in applied), None)
+        try:
+            if first is not None:
+                f = resolved[first]
+                start = applied[first]["t_ref"]
+                end = ended.get(first, {}).get("t_ref", t_end)
+                events = self._node_events()
+                victim = f.targets[0]
+                if f.kind == "kill":
+                    out.update(facts.failover(samples, start, victim, names, events,
+                                              until=end))
+                    out["restart_t"] = ended.get(first, {}).get("t_ref")
+                else:
+                    out.update(facts.pause(samples, start, end, victim, names, settle,
+                                           events, until=t_end))
+            elif part is not None:
+                f = resolved[part]
+                assert f.sides is not None
+                start = applied[part]["t_ref"]
+                heal = ended.get(part, {}).get("t_ref", t_end)
+                out.update(facts.partition(samples, start, heal, f.sides, settle, until=t_end))
+            else:
+                out.update(facts.steady(samples, t0, names, settle, until=t_end))
+        except Exception as exc:  # noqa: BLE001 - a checker crash is "unknown", not a lost run
+            out.update(outcome="unknown", reason=f"checker error: {exc!r}")
+        # skew once everything had time to settle after the last fault
+        last_fault_end = max([r["t_ref"] for r in ended.values()]
+                             + [r["t_ref"] for r in applied.values()] + [t0])
+        st = facts.skew_stats(samples, since=t0)
+        out["max_skew_s"] = st["max_skew_s"]
+        out["median_skew_s"] = st["median_skew_s"]
+        st2 = facts.skew_stats(samples, since=last_fault_end + settle)
+        out["max_skew_settled_s"] = st2["max_skew_s"]
+        return out
+
+    # ------------------------------------------------------------ the run
+    def _manifest(self) -> dict[str, Any]:
+        s = self.suite
+        return {"suite": s.as_dict(), "suite_raw": self.suite_raw, "seed": s.seed,
+                "inventory": None if self._inventory is None else str(self._inventory),
+                "lab": self._lab_name() if self.on_lab else None,
+                "nodes": {}, "versions": _versions(), "git_commit": _git_commit(),
+                "host": host_facts(), "started": time.time(), "ended": None,
+                "status": "running", "n_trials": s.n_trials}
+
+    def run(self) -> int:
+        s = self.suite
+        first_point = s.at_point(0)
+        self._ensure_hosts(first_point)
+        assert self.pool is not None
+        deploy.require_netem(s, local_kernel=self.on_lab, check_remote=lambda cmd: {
+            n: r.rc == 0 for n, r in self.pool.run_many(  # type: ignore[union-attr]
+                {h.name: cmd for h in self.hosts}).items()})
+        if self.opts.resume is not None:
+            self.rf = RunFolder.open(self.opts.resume)
+            start = self.rf.next_trial(s.n_trials)
+            self.rf.update_manifest(status="running", resumed=time.time())
+            self._event("resume", first_trial=start)
+            if start is None:
+                self.progress.log("all trials already finished")
+        else:
+            self.rf = RunFolder.create(self.opts.results, s.name, self._manifest())
+            start = 1
+            self._event("start", n_trials=s.n_trials)
+        self.observer = Observer(self.noderefs, port=int(s.daemon.get("ntp_port", 123)),
+                                 hz=s.observer_hz, timeout_s=s.observer_timeout_s,
+                                 sink=self._record("observer"))
+        pool = self.pool
+
+        def run_cmd(node: str, cmd: str) -> str:
+            return pool.run(node, cmd, timeout_s=10).stdout
+
+        def role(node: str) -> str | None:
+            assert self.observer is not None
+            return self.observer.latest().get(node, {}).get("state")
+
+        self.cpu = CpuSampler([h.name for h in self.hosts], run_cmd, self._record("cpu"),
+                              role, s.cpu_interval_s)
+        status = "ok"
+        rc = 0
+        try:
+            with self.progress:
+                self.observer.start()
+                self.cpu.start()
+                if start is not None:
+                    for k in range(start, s.n_trials + 1):
+                        self.run_trial(k)
+                self.progress.set(phase="collecting logs")
+                self.collect()
+        except KeyboardInterrupt:
+            status, rc, self.interrupted = "interrupted", 130, True
+        except TempoError as exc:
+            status = "failed"
+            self._event("error", error=str(exc))
+            raise
+        finally:
+            self.cpu.stop()
+            self.observer.stop()
+            if self.interrupted:
+                try:
+                    self.collect()
+                except Exception:  # noqa: BLE001 - best effort on the way out
+                    pass
+            self._event("end", status=status)
+            self.rf.update_manifest(ended=time.time(), status=status)
+            self.print_summary()
+            self.rf.close()
+            if self.pool is not None:
+                self.pool.close()
+        if status == "ok" and any(t.get("outcome") != "ok" for t in self.rf.read("trials")):
+            rc = 1
+        return rc
+
+    def print_summary(self) -> dict[str, Any]:
+        assert self.rf is not None
+        trials = self.rf.read("trials")
+        warm = {t["trial"]: t["warm_up_end_t"] for t in trials if t.get("warm_up_end_t")}
+        summ = summarize(trials, self.rf.read("observer"), warm, interrupted=self.interrupted)
+        print_summary(summ, str(self.rf.path), plain=self.opts.quiet)
+        return summ
+
+
+def _profile_dict(path: Path) -> dict[str, Any] | None:
+    import tomllib
+
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+
+
+def _true_at(profile_path: Path) -> Callable[[float], float]:
+    """hw -> reference time for a node; identity (with a note) when the profile is missing."""
+    try:
+        from tempod.profile import load_profile
+
+        return load_profile(profile_path).true_at
+    except Exception:  # noqa: BLE001 - missing/invalid profile: hw taken as reference
+        return lambda hw: hw
+
+
+def resume_suite(run_dir: Path) -> tuple[Suite, dict | None]:
+    """The suite a run folder was started with (from its manifest)."""
+    m = RunFolder.open(run_dir).read_manifest()
+    raw = m.get("suite_raw")
+    if raw is None:
+        raise EnvironmentProblem(f"{run_dir}: manifest has no suite_raw; cannot resume")
+    return parse_suite(raw, m.get("suite", {}).get("source", "suite.yaml")), raw

@@ -1,0 +1,251 @@
+"""Per-trial facts from observer samples and collected daemon events (pure).
+
+Owns the definitions written in docs/runner.md: what "healthy", "detected", "new
+master", "first round after failover", "stepped down", "two masters after settling"
+and "skew" mean in terms of the recorded data. Inputs are lists of observer samples
+(dicts as written to observer.jsonl) and event-log records already mapped to reference
+time (``t_ref`` added by :func:`map_events`); no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from typing import Any, Callable, Iterable
+
+Sample = dict[str, Any]
+
+
+def sweeps(samples: Iterable[Sample]) -> list[tuple[float, list[Sample]]]:
+    """Group samples by observer sweep: (time of the sweep's first sample, samples)."""
+    groups: dict[Any, list[Sample]] = defaultdict(list)
+    for s in samples:
+        groups[s.get("sweep", s["t_ref"])].append(s)
+    out = [(min(x["t_ref"] for x in g), g) for g in groups.values()]
+    out.sort(key=lambda p: p[0])
+    return out
+
+
+def leaders(group: list[Sample]) -> list[str]:
+    return sorted(s["node"] for s in group if s.get("state") == "LEADER")
+
+
+def health(latest: dict[str, Sample], nodes: Iterable[str]) -> tuple[bool, str | None, str]:
+    """(healthy, master, reason) from one reading of every node.
+
+    Healthy: every node answered, exactly one is LEADER and every other one is a
+    FOLLOWER whose master is that leader.
+    """
+    nodes = list(nodes)
+    missing = [n for n in nodes if n not in latest or latest[n].get("state") in (None, "unreachable")]
+    if missing:
+        return False, None, "no answer from " + ",".join(missing)
+    lead = [n for n in nodes if latest[n]["state"] == "LEADER"]
+    if len(lead) != 1:
+        return False, None, f"{len(lead)} masters ({','.join(lead)})"
+    m = lead[0]
+    stray = [n for n in nodes if n != m and not (latest[n]["state"] == "FOLLOWER"
+                                                 and latest[n].get("master") == m)]
+    if stray:
+        return False, m, "not following " + m + ": " + ",".join(
+            f"{n}={latest[n]['state']}" for n in stray)
+    return True, m, "one master, all following"
+
+
+def skew_stats(samples: Iterable[Sample], since: float | None = None,
+               exclude: Iterable[str] = ()) -> dict[str, float | None]:
+    """Skew per sweep = max - min offset over the nodes that answered (s).
+
+    Only nodes in LEADER/FOLLOWER state count (a node in an election has no claim to
+    be synchronized); ``exclude`` drops nodes (e.g. a killed or paused one).
+    """
+    ex = set(exclude)
+    vals = []
+    for t, g in sweeps(samples):
+        if since is not None and t < since:
+            continue
+        offs = [s["offset_s"] for s in g if s.get("offset_s") is not None
+                and s.get("state") in ("LEADER", "FOLLOWER") and s["node"] not in ex]
+        if len(offs) >= 2:
+            vals.append(max(offs) - min(offs))
+    if not vals:
+        return {"max_skew_s": None, "median_skew_s": None, "n_sweeps": 0}
+    return {"max_skew_s": max(vals), "median_skew_s": statistics.median(vals),
+            "n_sweeps": len(vals)}
+
+
+def map_events(events: Iterable[dict], true_at: Callable[[float], float]) -> list[dict]:
+    """Add ``t_ref`` to event-log records: the node's hardware time mapped through its
+    drift profile (``true_at`` = DriftProfile.true_at; in the lab true = reference)."""
+    out = []
+    for e in events:
+        hw = e.get("hw")
+        if isinstance(hw, (int, float)):
+            out.append({**e, "t_ref": true_at(float(hw))})
+    return out
+
+
+def two_masters_after(samples: Iterable[Sample], t0: float,
+                      groups: list[set[str]] | None = None) -> list[dict]:
+    """Sweeps after ``t0`` in which one connected group shows two or more LEADERs."""
+    bad = []
+    for t, g in sweeps(samples):
+        if t < t0:
+            continue
+        for grp in groups or [None]:
+            lead = [n for n in leaders(g) if grp is None or n in grp]
+            if len(lead) >= 2:
+                bad.append({"t_ref": t, "masters": lead})
+    return bad
+
+
+def settled_t(samples: Iterable[Sample], t0: float, nodes: Iterable[str]) -> tuple[float | None, str | None]:
+    """First sweep after ``t0`` where all ``nodes`` answered and are healthy."""
+    nodes = list(nodes)
+    for t, g in sweeps(samples):
+        if t < t0:
+            continue
+        ok, m, _ = health({s["node"]: s for s in g}, nodes)
+        if ok:
+            return t, m
+    return None, None
+
+
+def failover(samples: list[Sample], kill_t: float, killed: str, nodes: list[str],
+             events: dict[str, list[dict]] | None = None, until: float | None = None) -> dict[str, Any]:
+    """Facts of a master kill (or pause) at ``kill_t``.
+
+    - detect_t: first sign among the other nodes that the master is gone: an observer
+      sample of a state other than FOLLOWER-of-the-old-master, or a ``state`` event
+      leaving FOLLOWER in a collected log (whichever is earlier; ``detect_source`` says).
+    - new_master / new_master_t: the node the others settle on (the leader of the first
+      healthy sweep among the survivors) and the first time it was seen LEADER.
+    - first_round_t: the new master's first ``round`` event after it took over, from
+      its collected log mapped to reference time; without a log, the first sweep in
+      which every survivor follows it (``first_round_source`` says which).
+    """
+    others = [n for n in nodes if n != killed]
+    after = [s for s in samples if s["t_ref"] > kill_t and (until is None or s["t_ref"] <= until)]
+    out: dict[str, Any] = {"kill_t": kill_t, "killed": killed}
+    det_obs = next((s["t_ref"] for s in sorted(after, key=lambda s: s["t_ref"])
+                    if s["node"] in others and s.get("state") not in (None, "unreachable")
+                    and not (s["state"] == "FOLLOWER" and s.get("master") == killed)), None)
+    det_log = None
+    for n in others:
+        for e in (events or {}).get(n, []):
+            if (e.get("ev") == "state" and e.get("from") == "FOLLOWER"
+                    and e["t_ref"] > kill_t and (until is None or e["t_ref"] <= until)):
+                det_log = e["t_ref"] if det_log is None else min(det_log, e["t_ref"])
+                break
+    cands = [(t, src) for t, src in ((det_obs, "observer"), (det_log, "log")) if t is not None]
+    out["detect_t"], out["detect_source"] = min(cands) if cands else (None, None)
+    st, m = settled_t(after, kill_t, others)
+    out["settled_t"] = st
+    if m is None:
+        out.update(new_master=None, new_master_t=None, first_round_t=None,
+                   outcome="failed", reason="the survivors never settled on one master")
+        return out
+    out["new_master"] = m
+    out["new_master_t"] = next(s["t_ref"] for s in sorted(after, key=lambda s: s["t_ref"])
+                               if s["node"] == m and s.get("state") == "LEADER")
+    rounds = [e for e in (events or {}).get(m, [])
+              if e.get("ev") == "round" and e["t_ref"] > kill_t and e.get("master", m) == m]
+    if rounds:
+        out["first_round_t"] = min(e["t_ref"] for e in rounds)
+        out["first_round_source"] = "log"
+    else:
+        out["first_round_t"] = st
+        out["first_round_source"] = "observer"
+    if m == killed:
+        out.update(outcome="failed", reason="the killed master is master again")
+    else:
+        out.update(outcome="ok", reason=None)
+    for key in ("detect", "new_master", "first_round"):
+        t = out.get(f"{key}_t")
+        out[f"{key}_s"] = None if t is None else t - kill_t
+    return out
+
+
+def pause(samples: list[Sample], stop_t: float, cont_t: float, old: str, nodes: list[str],
+          settle_s: float, events: dict[str, list[dict]] | None = None,
+          until: float | None = None) -> dict[str, Any]:
+    """Facts of a SIGSTOP of the master at ``stop_t``, SIGCONT at ``cont_t``."""
+    out = failover(samples, stop_t, old, nodes, events, until=cont_t)
+    out = {("stop_t" if k == "kill_t" else "paused" if k == "killed" else k): v
+           for k, v in out.items()}
+    out["cont_t"] = cont_t
+    after = sorted((s for s in samples if s["t_ref"] > cont_t and (until is None or s["t_ref"] <= until)),
+                   key=lambda s: s["t_ref"])
+    was_leader = [s for s in after if s["node"] == old and s.get("state") == "LEADER"]
+    down = next((s["t_ref"] for s in after if s["node"] == old
+                 and s.get("state") not in (None, "unreachable", "LEADER")), None)
+    out["old_master_seen_leader_after_cont"] = bool(was_leader)
+    out["old_master_stepped_down_t"] = down
+    bad = two_masters_after(after, cont_t + settle_s)
+    out["two_masters_after_settle"] = bool(bad)
+    out["two_masters_samples"] = bad[:5]
+    end_t, end_m = settled_t(after, cont_t, nodes)
+    out["final_settled_t"], out["final_master"] = end_t, end_m
+    if out.get("new_master") is None:
+        out.update(outcome="failed", reason="no new master while the old one was stopped")
+    elif down is None and end_m == old:
+        out.update(outcome="failed", reason="the old master never stepped down")
+    elif bad:
+        out.update(outcome="failed", reason=f"two masters after settling ({bad[0]['masters']})")
+    elif end_m is None:
+        out.update(outcome="failed", reason="never settled on one master after SIGCONT")
+    else:
+        out.update(outcome="ok", reason=None)
+    return out
+
+
+def partition(samples: list[Sample], start_t: float, heal_t: float,
+              sides: tuple[list[str], list[str]], settle_s: float,
+              until: float | None = None) -> dict[str, Any]:
+    """Facts of a partition A|B from ``start_t`` to ``heal_t``."""
+    a, b = sides
+    out: dict[str, Any] = {"partition_t": start_t, "heal_t": heal_t, "side_a": a, "side_b": b}
+    during = [s for s in samples if start_t + settle_s <= s["t_ref"] <= heal_t]
+    for label, side in (("a", a), ("b", b)):
+        st, m = settled_t(during, start_t + settle_s, side)
+        out[f"master_{label}"] = m
+        out[f"settled_{label}_t"] = st
+    after = [s for s in samples if s["t_ref"] > heal_t and (until is None or s["t_ref"] <= until)]
+    rt, rm = settled_t(after, heal_t, a + b)
+    out["resolved_t"], out["resolved_master"] = rt, rm
+    out["resolve_s"] = None if rt is None else rt - heal_t
+    bad = two_masters_after(after, heal_t + settle_s)
+    split = two_masters_after(during, start_t + settle_s, [set(a), set(b)])
+    out["two_masters_after_settle"] = bool(bad)
+    out["two_masters_samples"] = bad[:5]
+    out["two_masters_in_one_side"] = bool(split)
+    if out["master_a"] is None or out["master_b"] is None:
+        out.update(outcome="failed", reason="a side did not settle on its own master")
+    elif rm is None:
+        out.update(outcome="failed", reason="no single master after healing")
+    elif bad or split:
+        out.update(outcome="failed", reason="two masters in one connected group after settling")
+    else:
+        out.update(outcome="ok", reason=None)
+    return out
+
+
+def steady(samples: list[Sample], t0: float, nodes: list[str], settle_s: float,
+           until: float | None = None) -> dict[str, Any]:
+    """Facts of a trial without master faults (smoke, loss): one master throughout."""
+    win = [s for s in samples if s["t_ref"] >= t0 and (until is None or s["t_ref"] <= until)]
+    bad = two_masters_after(win, t0 + settle_s)
+    masters = sorted({s["master"] for s in win if s.get("state") == "LEADER"})
+    unanswered = sum(1 for s in win if s.get("state") == "unreachable")
+    out: dict[str, Any] = {"masters_seen": masters, "two_masters_after_settle": bool(bad),
+                           "two_masters_samples": bad[:5], "unanswered_samples": unanswered,
+                           "samples": len(win)}
+    st, m = settled_t(win, t0, nodes)
+    out["settled_t"], out["master"] = st, m
+    if m is None:
+        out.update(outcome="failed", reason="never healthy (one master, all following)")
+    elif bad:
+        out.update(outcome="failed", reason=f"two masters after settling ({bad[0]['masters']})")
+    else:
+        out.update(outcome="ok", reason=None)
+    return out

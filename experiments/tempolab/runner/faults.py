@@ -1,0 +1,240 @@
+"""Fault objects: the exact shell commands that apply a fault and the ones that revert it.
+
+In the style of EnOSlib's network constraints and Jepsen's nemeses: a fault is resolved
+against concrete node names and addresses, then renders ``apply()`` and ``revert()`` as
+``{node: shell command}``. Revert commands are idempotent (running them twice, or on a
+node where the fault was never applied, is harmless) so that the runner can revert
+everything it might have installed on any exit path, and ``tempo run --cleanup`` can
+remove leftovers without knowing what was installed.
+
+Pure: no SSH, no clock, no randomness except through the ``random.Random`` passed in.
+Network faults live in a dedicated nftables table ``inet tempo_fault`` on the *input*
+hook (a drop on output makes ``sendto`` fail with EPERM instead of losing the packet),
+one chain per fault kind, so a partition and a loss can coexist and be healed apart.
+"""
+
+from __future__ import annotations
+
+import random
+import shlex
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError
+from .suite import FaultSpec
+
+NFT_TABLE = "inet tempo_fault"
+PIDFILE = "/run/tempo/tempod.pid"
+CONFIG = "/etc/tempo/tempod.toml"
+PROFILE = "/etc/tempo/drift.toml"
+SERVICE_TOOL = "/opt/tempo/venv/bin/tempod-service"
+
+# the daemon's pid, from the pidfile written by tempod-service; empty when not running
+_PID = f"pid=$(cat {PIDFILE} 2>/dev/null); "
+
+
+def service_cmd(action: str) -> str:
+    """Start/stop/restart the daemon with systemd when the unit exists, else tempod-service.
+
+    ``start`` is a no-op on a running daemon for both, which makes it a safe revert.
+    """
+    if action not in ("start", "stop", "restart", "status"):
+        raise ValueError(f"unknown service action {action!r}")
+    tool = (f"{SERVICE_TOOL} --config {CONFIG} --profile {PROFILE} --pidfile {PIDFILE} "
+            f"{action}")
+    return ("if command -v systemctl >/dev/null 2>&1 && systemctl cat tempod.service "
+            f">/dev/null 2>&1; then systemctl {action} tempod; else {tool}; fi")
+
+
+def signal_cmd(sig: str) -> str:
+    """Send ``sig`` to the daemon; fails (exit 1) when no daemon is running."""
+    return _PID + f'[ -n "$pid" ] && kill -{sig} "$pid"'
+
+
+def cont_cmd() -> str:
+    """SIGCONT the daemon if it runs (idempotent: a running process ignores it)."""
+    return _PID + f'if [ -n "$pid" ]; then kill -CONT "$pid" 2>/dev/null; fi; true'
+
+
+def _nft_set(addresses: list[str]) -> str:
+    return "{ " + ", ".join(addresses) + " }"
+
+
+def nft_chain_cmd(chain: str, rule: str, priority: int) -> str:
+    """Create table+chain on the input hook and add ``rule`` (nft merges existing tables)."""
+    # nft needs a newline (or ';') after a closing brace, so the script is multi-line
+    script = (f"table {NFT_TABLE} {{\n  chain {chain} {{\n    type filter hook input "
+              f"priority {priority}; policy accept;\n    {rule}\n  }}\n}}")
+    return f"nft -f - <<'EOF'\n{script}\nEOF"
+
+
+def nft_delete_chain_cmd(chain: str) -> str:
+    # delete chain works with rules inside; 2>/dev/null + true: already gone is fine
+    return f"nft delete chain {NFT_TABLE} {chain} 2>/dev/null; true"
+
+
+def nft_cleanup_cmd() -> str:
+    return f"nft delete table {NFT_TABLE} 2>/dev/null; true"
+
+
+def netem_dev_cmd(peer: str) -> str:
+    """Shell snippet that puts the interface towards ``peer`` in $dev."""
+    return (f"dev=$(ip -o route get {shlex.quote(peer)} | "
+            "sed -n 's/.* dev \\([^ ]*\\).*/\\1/p'); ")
+
+
+@dataclass(frozen=True)
+class NodeRef:
+    name: str
+    address: str
+
+
+@dataclass
+class Fault:
+    """A fault resolved against concrete nodes.
+
+    ``apply_cmds`` / ``revert_cmds`` map node name -> shell command. ``targets`` are the
+    nodes the fault is about (for the record); ``detail`` describes it for faults.jsonl.
+    """
+
+    kind: str
+    at_s: float                      # after the trial's warm-up, seconds
+    duration_s: float | None
+    targets: list[str]
+    apply_cmds: dict[str, str]
+    revert_cmds: dict[str, str]
+    detail: str
+    revert_detail: str
+    sides: tuple[list[str], list[str]] | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def split_sides(nodes: list[NodeRef], side_a: int | tuple[str, ...] | None,
+                master: str | None) -> tuple[list[str], list[str]]:
+    """Side A and side B of a partition.
+
+    ``None``: the master and the first nodes up to a minority (floor(n/2)) are side A,
+    so the majority side B must elect a new master while the old one keeps ruling A.
+    An int k: the first k nodes in inventory order; a tuple: those names.
+    """
+    names = [n.name for n in nodes]
+    if isinstance(side_a, tuple):
+        unknown = [s for s in side_a if s not in names]
+        if unknown:
+            raise ConfigError(f"partition side_a names unknown nodes: {', '.join(unknown)}")
+        a = [n for n in names if n in side_a]
+    elif isinstance(side_a, int):
+        a = names[:side_a]
+    else:
+        k = max(1, len(names) // 2)
+        a = [master] if master in names else []
+        a += [n for n in names if n not in a][: k - len(a)]
+        a = [n for n in names if n in a]
+    b = [n for n in names if n not in a]
+    if not a or not b:
+        raise ConfigError(f"partition needs two non-empty sides, got A={a} B={b}")
+    return a, b
+
+
+def resolve_targets(selector: str | tuple[str, ...], nodes: list[NodeRef],
+                    master: str | None, rng: random.Random,
+                    sides: tuple[list[str], list[str]] | None = None) -> list[str]:
+    names = [n.name for n in nodes]
+    if isinstance(selector, tuple):
+        unknown = [s for s in selector if s not in names]
+        if unknown:
+            raise ConfigError(f"fault targets name unknown nodes: {', '.join(unknown)}")
+        return list(selector)
+    if selector == "all":
+        return names
+    if selector == "master":
+        if master is None:
+            raise ConfigError("fault targets the master but there is no master")
+        return [master]
+    if selector == "random_follower":
+        followers = [n for n in names if n != master]
+        if not followers:
+            raise ConfigError("fault targets a random follower but there is none")
+        return [rng.choice(followers)]
+    if selector in ("side_a", "side_b"):
+        if sides is None:
+            raise ConfigError(f"fault targets {selector} but no partition defines sides")
+        return list(sides[0] if selector == "side_a" else sides[1])
+    raise ConfigError(f"unknown fault target {selector!r}")
+
+
+def resolve(spec: FaultSpec, nodes: list[NodeRef], master: str | None, rng: random.Random,
+            sides: tuple[list[str], list[str]] | None = None) -> Fault:
+    """Turn a suite's FaultSpec into a concrete Fault (time drawn from ``rng``)."""
+    at_s = spec.draw_at(rng)
+    addr = {n.name: n.address for n in nodes}
+    kind = spec.kind
+    if kind == "partition":
+        a, b = split_sides(nodes, spec.side_a, master)
+        apply_, revert = {}, {}
+        for mine, other in ((a, b), (b, a)):
+            others = [addr[o] for o in other]
+            for n in mine:
+                apply_[n] = nft_chain_cmd("partition", f"ip saddr {_nft_set(others)} drop", -10)
+                revert[n] = nft_delete_chain_cmd("partition")
+        return Fault(kind, at_s, spec.duration_s, a + b, apply_, revert,
+                     detail=f"partition A={','.join(a)} | B={','.join(b)}",
+                     revert_detail="heal: chain partition deleted", sides=(a, b))
+    targets = resolve_targets(spec.targets, nodes, master, rng, sides)
+    if kind == "kill":
+        apply_ = {t: signal_cmd("9") for t in targets}
+        revert = {t: service_cmd("start") for t in targets}
+        return Fault(kind, at_s, spec.duration_s, targets, apply_, revert,
+                     detail="SIGKILL tempod", revert_detail="restart: service start")
+    if kind == "stop":
+        apply_ = {t: signal_cmd("STOP") for t in targets}
+        revert = {t: cont_cmd() for t in targets}
+        return Fault(kind, at_s, spec.duration_s, targets, apply_, revert,
+                     detail="SIGSTOP tempod", revert_detail="SIGCONT tempod")
+    if kind == "restart":
+        apply_ = {t: service_cmd("restart") for t in targets}
+        revert = {t: service_cmd("start") for t in targets}
+        return Fault(kind, at_s, spec.duration_s, targets, apply_, revert,
+                     detail="service restart", revert_detail="service start (no-op if running)")
+    if kind == "loss":
+        assert spec.percent is not None
+        pct = spec.percent
+        apply_, revert = {}, {}
+        for t in targets:
+            # only UDP from the other nodes: the controller's SSH and observer probes
+            # stay clean, so the observer measures the clocks, not the fault
+            others = [addr[o] for o in addr if o != t]
+            if not others:
+                continue
+            rule = (f"ip saddr {_nft_set(others)} meta l4proto udp "
+                    f"numgen random mod 100 < {int(round(pct))} drop")
+            apply_[t] = nft_chain_cmd("loss", rule, -5)
+            revert[t] = nft_delete_chain_cmd("loss")
+        return Fault(kind, at_s, spec.duration_s, targets, apply_, revert,
+                     detail=f"input loss {int(round(pct))}% of UDP from peers",
+                     revert_detail="chain loss deleted", extra={"percent": pct})
+    if kind in ("delay", "jitter"):
+        assert spec.delay_ms is not None
+        netem = f"delay {spec.delay_ms:g}ms"
+        if kind == "jitter":
+            netem += f" {spec.jitter_ms:g}ms distribution normal"
+        apply_, revert = {}, {}
+        for t in targets:
+            peer = next((addr[o] for o in addr if o != t), addr[t])
+            apply_[t] = netem_dev_cmd(peer) + f'tc qdisc replace dev "$dev" root netem {netem}'
+            revert[t] = netem_dev_cmd(peer) + 'tc qdisc del dev "$dev" root 2>/dev/null; true'
+        return Fault(kind, at_s, spec.duration_s, targets, apply_, revert,
+                     detail=f"netem {netem}", revert_detail="netem qdisc deleted")
+    raise ConfigError(f"unknown fault kind {kind!r}")
+
+
+def cleanup_cmd() -> str:
+    """Everything ``tempo run --cleanup`` does on one node (idempotent).
+
+    Deletes the fault table, SIGCONTs a stopped daemon, starts a dead one. The netem
+    qdisc is removed only where tc knows netem (this lab kernel does not).
+    """
+    return "; ".join([
+        nft_cleanup_cmd(),
+        cont_cmd(),
+        service_cmd("start") + " >/dev/null 2>&1 || echo 'tempod: start failed'",
+    ])

@@ -1,0 +1,107 @@
+"""NTP client maths for the observer and the decoding of the node's election state.
+
+Owns: building a mode-3 request (``ntplib.NTPPacket`` does the packing), matching a reply
+to its request by the echoed transmit timestamp, the four-timestamp offset / round-trip
+maths, and the stratum/LI/refid -> (state, master address) table of docs/architecture.md.
+Pure: times come in as arguments; no sockets here.
+
+Signs: ``offset_s = node clock - reference`` (positive = node ahead), from
+t1 (request sent, reference), t2 (node received, node clock), t3 (node sent, node clock),
+t4 (reply received, reference): offset = ((t2 - t1) + (t3 - t4)) / 2,
+rtt = (t4 - t1) - (t3 - t2); the offset error is at most rtt / 2.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass
+
+import ntplib
+
+NTP_EPOCH_DELTA_S = 2208988800  # 1900-01-01 -> 1970-01-01, seconds
+_TX_SLICE = slice(40, 48)       # transmit timestamp in a request
+_ORIG_SLICE = slice(24, 32)     # originate timestamp in a reply (echo of our transmit)
+KISS = {b"LEAD": "LEADER", b"STRT": "START", b"CONS": "CONSISTENCY", b"NOLD": "NOLEADER",
+        b"ACPT": "ACCEPT", b"CAND": "CANDIDATE", b"CONF": "CONFLICT"}
+
+
+class BadReply(ValueError):
+    """A datagram that is not a usable mode-4 reply."""
+
+
+def ntp_to_unix(ntp_s: float) -> float:
+    return ntp_s - NTP_EPOCH_DELTA_S
+
+
+def build_request(t1_unix_s: float) -> tuple[bytes, bytes]:
+    """A mode-3 NTPv4 request stamped ``t1``; returns (packet, key to match the reply).
+
+    The key is the 8 raw transmit-timestamp bytes, which a server echoes verbatim as the
+    originate timestamp, so pipelined requests to many nodes match without ambiguity.
+    """
+    pkt = ntplib.NTPPacket(version=4, mode=3, tx_timestamp=t1_unix_s + NTP_EPOCH_DELTA_S)
+    data = pkt.to_data()
+    return data, data[_TX_SLICE]
+
+
+def reply_key(data: bytes) -> bytes:
+    if len(data) < 48:
+        raise BadReply(f"short NTP packet ({len(data)} bytes)")
+    return data[_ORIG_SLICE]
+
+
+@dataclass(frozen=True)
+class Reply:
+    stratum: int
+    leap: int
+    refid: bytes
+    t2_s: float            # node receive time, node clock, Unix seconds
+    t3_s: float            # node transmit time, node clock, Unix seconds
+    root_dispersion_s: float
+
+
+def parse_reply(data: bytes) -> Reply:
+    pkt = ntplib.NTPPacket()
+    try:
+        pkt.from_data(data)
+    except ntplib.NTPException as exc:
+        raise BadReply(str(exc)) from exc
+    if pkt.mode != 4:
+        raise BadReply(f"mode {pkt.mode}, expected 4 (server)")
+    return Reply(stratum=pkt.stratum, leap=pkt.leap, refid=struct.pack("!I", pkt.ref_id),
+                 t2_s=ntp_to_unix(pkt.recv_timestamp), t3_s=ntp_to_unix(pkt.tx_timestamp),
+                 root_dispersion_s=pkt.root_dispersion)
+
+
+def decode_state(stratum: int, leap: int, refid: bytes) -> tuple[str, str | None]:
+    """(state, master address or "self") from the responder's encoding.
+
+    LEADER: stratum 1, refid ``LEAD`` -> ("LEADER", "self"); FOLLOWER: stratum 2, refid =
+    the master's IPv4 -> ("FOLLOWER", "a.b.c.d"); stratum 16 with a 4-letter kiss code
+    -> that state with no master. Anything else is reported as ("UNKNOWN", None).
+    """
+    if stratum == 1 and refid == b"LEAD":
+        return "LEADER", "self"
+    if stratum == 2:
+        return "FOLLOWER", str(ipaddress.IPv4Address(refid))
+    if stratum == 16 and refid in KISS:
+        return KISS[refid], None
+    return "UNKNOWN", None
+
+
+@dataclass(frozen=True)
+class Measurement:
+    t_ref: float       # reference time at the midpoint of t1 and t4
+    offset_s: float    # node clock - reference
+    rtt_s: float       # round trip minus the node's processing time
+    bound_s: float     # |offset error| <= rtt / 2
+
+
+def measure(t1: float, t2: float, t3: float, t4: float) -> Measurement:
+    rtt = (t4 - t1) - (t3 - t2)
+    # a negative rtt means the node's clock moved between t2 and t3 faster than ours
+    # (a step); clamp so the bound stays a bound
+    rtt = max(rtt, 0.0)
+    return Measurement(t_ref=(t1 + t4) / 2, offset_s=((t2 - t1) + (t3 - t4)) / 2,
+                       rtt_s=rtt, bound_s=rtt / 2)

@@ -1,0 +1,65 @@
+"""CPU sampling: /proc/<pid>/stat parsing (comm with spaces and parens) and the sampler."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from tempolab.runner import cpu
+
+STAT = ("4242 (tempod (x) y) S 1 4242 4242 0 -1 4194560 1234 0 0 0 "
+        "250 75 0 0 20 0 3 0 12345 100000 2000 18446744073709551615")
+
+
+def test_parse_stat_counts_fields_after_the_last_paren():
+    assert cpu.parse_stat(STAT, 100) == (2.5, 0.75)
+    with pytest.raises(cpu.CpuParseError):
+        cpu.parse_stat("4242 tempod S 1", 100)
+    with pytest.raises(cpu.CpuParseError):
+        cpu.parse_stat("4242 (tempod) S 1 2", 100)
+
+
+def test_parse_output_of_the_sampling_command():
+    r = cpu.parse_output(f"pid 4242\n100\n{STAT}\n")
+    assert r == cpu.CpuReading(4242, 2.5, 0.75)
+    assert cpu.parse_output("pid \n100\n") is None  # daemon not running
+    with pytest.raises(cpu.CpuParseError):
+        cpu.parse_output("sh: 1: oops\n")
+
+
+def test_command_against_this_process(tmp_path, monkeypatch):
+    # run the real command with the pidfile pointed at this test process
+    pidfile = tmp_path / "tempod.pid"
+    pidfile.write_text(f"{os.getpid()}\n")
+    sum(i * i for i in range(300000))  # burn a little CPU so utime > 0
+    out = subprocess.run(["sh", "-c", cpu.CPU_CMD.replace(cpu.PIDFILE, str(pidfile))],
+                         capture_output=True, text=True, check=True).stdout
+    r = cpu.parse_output(out)
+    assert r is not None and r.pid == os.getpid()
+    t = os.times()
+    assert r.utime_s == pytest.approx(t.user, abs=0.05)
+    assert r.stime_s == pytest.approx(t.system, abs=0.05)
+
+
+def test_sampler_records_role_and_errors():
+    outs = {"n1": f"pid 4242\n100\n{STAT}\n", "n2": "pid \n100\n"}
+
+    def run(node: str, cmd: str) -> str:
+        assert cmd == cpu.CPU_CMD
+        if node == "n3":
+            raise OSError("connection reset")
+        return outs[node]
+
+    sunk = []
+    s = cpu.CpuSampler(["n1", "n2", "n3"], run, sunk.append,
+                       role=lambda n: {"n1": "LEADER"}.get(n, "FOLLOWER"), interval_s=1,
+                       clock=lambda: 7.0)
+    s.trial = 2
+    recs = s.sample_once()
+    assert recs == sunk
+    assert recs[0] == {"t_ref": 7.0, "trial": 2, "node": "n1", "role": "LEADER", "pid": 4242,
+                       "utime_s": 2.5, "stime_s": 0.75}
+    assert recs[1]["error"] == "not running" and recs[1]["pid"] is None
+    assert "connection reset" in recs[2]["error"]

@@ -1,0 +1,143 @@
+"""The observer against tiny NTP responders on 127.0.0.x built from ``tempod.ntp``.
+
+Each fake node answers with its clock = real time + a known offset and the election
+state encoded as in docs/architecture.md; the observer must measure the offset within
+its own bound, decode state and master, and record a silent node as unreachable.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from tempod import ntp
+from tempolab.runner import ntpwire
+from tempolab.runner.faults import NodeRef
+from tempolab.runner.observer import Observer, bound_stats
+
+
+class FakeNode:
+    def __init__(self, addr: str, port: int, offset_s: float, state: str, master_ip: str | None,
+                 delay_s: float = 0.0):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((addr, port))
+        self.sock.settimeout(0.1)
+        self.offset_s, self.state, self.master_ip, self.delay_s = offset_s, state, master_ip, delay_s
+        self.stop = threading.Event()
+        self.answered = 0
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return self.sock.getsockname()[1]
+
+    def loop(self) -> None:
+        while not self.stop.is_set():
+            try:
+                data, src = self.sock.recvfrom(512)
+            except socket.timeout:
+                continue
+            t2 = time.time() + self.offset_s
+            if self.delay_s:
+                time.sleep(self.delay_s)
+            stratum, leap, refid = ntp.encode_state(self.state, self.master_ip)
+            reply = ntp.server_reply(data, t2, time.time() + self.offset_s, stratum=stratum,
+                                     leap=leap, refid=refid, root_dispersion_s=0.001)
+            self.sock.sendto(reply, src)
+            self.answered += 1
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.sock.close()
+
+
+@pytest.fixture
+def cluster():
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.2", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    nodes = [
+        FakeNode("127.0.0.2", port, +0.250, "LEADER", None),
+        FakeNode("127.0.0.3", port, -0.125, "FOLLOWER", "127.0.0.2"),
+        FakeNode("127.0.0.4", port, 0.0, "CANDIDATE", None, delay_s=0.02),
+    ]
+    yield port, nodes
+    for n in nodes:
+        n.close()
+
+
+def test_observer_measures_offsets_states_and_missing_samples(cluster):
+    port, fakes = cluster
+    refs = [NodeRef("n1", "127.0.0.2"), NodeRef("n2", "127.0.0.3"), NodeRef("n3", "127.0.0.4"),
+            NodeRef("n4", "127.0.0.5")]  # n4: nobody listens
+    sunk = []
+    obs = Observer(refs, port=port, hz=20, timeout_s=0.2, sink=sunk.append)
+    obs.set_trial(3)
+    with obs:
+        time.sleep(1.5)
+    by = {n.name: [s for s in sunk if s["node"] == n.name] for n in refs}
+    for name in ("n1", "n2", "n3"):
+        assert len(by[name]) >= 20, name  # ~30 sweeps at 20 Hz, pipelined
+    leader = by["n1"][-1]
+    assert leader["state"] == "LEADER" and leader["master"] == "n1" and leader["stratum"] == 1
+    follower = by["n2"][-1]
+    assert follower["state"] == "FOLLOWER" and follower["master"] == "n1" and follower["stratum"] == 2
+    assert by["n3"][-1]["state"] == "CANDIDATE" and by["n3"][-1]["master"] is None
+    for name, expected in (("n1", 0.250), ("n2", -0.125), ("n3", 0.0)):
+        for s in by[name]:
+            # offset error <= half the round trip (+ float resolution of NTP timestamps)
+            assert abs(s["offset_s"] - expected) <= s["bound_s"] + 2e-6, (name, s)
+            assert s["trial"] == 3 and s["rtt_s"] >= 0
+    # the slow node (20 ms to answer) has its processing time removed from the rtt
+    assert min(s["rtt_s"] for s in by["n3"]) < 0.01
+    assert by["n4"] and all(s["state"] == "unreachable" and s["offset_s"] is None for s in by["n4"])
+    # one sweep id covers one request per node
+    sweep_ids = {s["sweep"] for s in sunk}
+    assert len(sweep_ids) >= 20
+    assert obs.latest()["n1"]["state"] == "LEADER"
+    st = bound_stats(sunk)
+    assert st["n"] > 0 and st["median_s"] < 0.005
+
+
+def test_observer_rate_is_kept_on_five_nodes(cluster):
+    port, _fakes = cluster
+    refs = [NodeRef(f"n{i}", a) for i, a in enumerate(["127.0.0.2", "127.0.0.3", "127.0.0.4"] * 2)]
+    sunk = []
+    with Observer(refs[:5], port=port, hz=10, timeout_s=0.3, sink=sunk.append):
+        time.sleep(2.05)
+    sweeps = {s["sweep"] for s in sunk}
+    assert 18 <= len(sweeps) <= 23  # 10 Hz over ~2 s
+
+
+def test_decode_state_matches_the_daemon_encoding():
+    for state in ("LEADER", "FOLLOWER", "START", "CONSISTENCY", "NOLEADER", "ACCEPT",
+                  "CANDIDATE", "CONFLICT"):
+        stratum, leap, refid = ntp.encode_state(state, "10.0.0.7" if state == "FOLLOWER" else None)
+        got, master = ntpwire.decode_state(stratum, leap, refid)
+        assert got == state
+        assert master == {"LEADER": "self", "FOLLOWER": "10.0.0.7"}.get(state)
+    assert ntpwire.decode_state(3, 0, b"GPS\0") == ("UNKNOWN", None)
+
+
+def test_measure_signs():
+    # node 1 s ahead, 10 ms each way, 1 ms processing
+    t1 = 1000.0
+    m = ntpwire.measure(t1, t1 + 0.010 + 1.0, t1 + 0.011 + 1.0, t1 + 0.021)
+    assert m.offset_s == pytest.approx(1.0, abs=1e-9)
+    assert m.rtt_s == pytest.approx(0.020, abs=1e-9) and m.bound_s == pytest.approx(0.010, abs=1e-9)
+    assert m.t_ref == pytest.approx(t1 + 0.0105)
+
+
+def test_reply_matching_rejects_short_and_wrong_mode():
+    req, key = ntpwire.build_request(time.time())
+    assert len(req) == 48 and len(key) == 8
+    with pytest.raises(ntpwire.BadReply):
+        ntpwire.reply_key(b"\0" * 10)
+    with pytest.raises(ntpwire.BadReply, match="mode 3"):
+        ntpwire.parse_reply(req)
