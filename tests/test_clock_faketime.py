@@ -89,6 +89,18 @@ def test_launch_follows_profile_offset_and_10_percent_rate(tmp_path: Path) -> No
     assert (hw2 - hw1) / (t2 - t1) == pytest.approx(1.1, abs=0.01)
 
 
+def test_exec_latency_option_shifts_the_anchor(tmp_path: Path) -> None:
+    """--exec-latency L computes the offset for t0 + L: at 10% the clock reads 0.1 L more."""
+    prof = DriftProfile(epoch_unix_s=time.time(), offset_s=0.0, rate_ppm=100_000.0)
+    child = Child(write_profile(tmp_path, prof), CHILD_TIME, "--exec-latency", "0.5")
+    try:
+        child.sample()
+        t, hw, rtt = child.sample()
+    finally:
+        child.close()
+    assert hw - prof.hw_at(t) == pytest.approx(0.05, abs=TOL_S + rtt / 2)
+
+
 def test_restart_keeps_the_hardware_clock_continuous(tmp_path: Path) -> None:
     prof = DriftProfile(epoch_unix_s=time.time() - 50.0, offset_s=-1.25, rate_ppm=100_000.0)
     path = write_profile(tmp_path, prof)

@@ -67,3 +67,13 @@ def test_sigkill_loses_nothing_already_written(tmp_path: Path) -> None:
             p.wait()
     lines = path.read_text().splitlines()
     assert [json.loads(x)["i"] for x in lines] == list(range(50))
+
+
+def test_a_full_disk_is_counted_not_raised() -> None:
+    # /dev/full fails every write with ENOSPC: the daemon must keep keeping time.
+    log = EventLog("/dev/full", "n1", read_hw=lambda: 1.0, read_clk=lambda: 1.0)
+    log.write("start")
+    log.write("cpu", utime_s=0.1)
+    assert log.write_errors == 2 and log.lines_written == 0
+    log.close()  # must not raise either
+    assert log.write_errors >= 2

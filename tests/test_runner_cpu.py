@@ -32,7 +32,7 @@ def test_parse_output_of_the_sampling_command():
 def test_command_against_this_process(tmp_path, monkeypatch):
     # run the real command with the pidfile pointed at this test process
     pidfile = tmp_path / "tempod.pid"
-    pidfile.write_text(f"{os.getpid()}\n")
+    pidfile.write_text(f"{os.getpid()}\nstarttime=123\n")  # tempod-service's format
     sum(i * i for i in range(300000))  # burn a little CPU so utime > 0
     out = subprocess.run(["sh", "-c", cpu.CPU_CMD.replace(cpu.PIDFILE, str(pidfile))],
                          capture_output=True, text=True, check=True).stdout

@@ -28,11 +28,12 @@ def rng() -> random.Random:
 def test_kill_targets_master_and_restarts_through_the_service_tool():
     f = resolve(FaultSpec("kill", at_s=4, duration_s=10, targets="master"), NODES, "n2", rng())
     assert f.targets == ["n2"] and f.at_s == 4 and f.duration_s == 10
-    assert f.apply_cmds == {"n2": 'pid=$(cat /run/tempo/tempod.pid 2>/dev/null); [ -n "$pid" ] && kill -9 "$pid"'}
+    assert f.apply_cmds == {"n2": 'pid=$(head -n 1 /run/tempo/tempod.pid 2>/dev/null); [ -n "$pid" ] && kill -9 "$pid"'}
     revert = f.revert_cmds["n2"]
     assert "systemctl start tempod" in revert
     assert ("/opt/tempo/venv/bin/tempod-service --config /etc/tempo/tempod.toml "
-            "--profile /etc/tempo/drift.toml --pidfile /run/tempo/tempod.pid start") in revert
+            "--profile /etc/tempo/drift.toml --pidfile /run/tempo/tempod.pid "
+            "--stdout /var/log/tempo/tempod.out start") in revert
 
 
 def test_stop_and_cont():

@@ -83,3 +83,25 @@ def test_failed_apply_is_recorded_and_still_reverted():
         assert "unreachable: n1" in r["error"]
         pool.down.clear()
     assert recs[-1]["phase"] == "end" and "error" not in recs[-1]
+
+
+def test_stamped_commands_keep_exit_code_heredocs_and_report_node_time():
+    import subprocess
+    import time
+
+    from tempolab.runner.driver import effect_time, stamped
+
+    cmds = stamped({"a": "cat <<'EOF'\nhello\nEOF", "b": "false"})
+    t0 = time.time()
+    res = {}
+    for n, c in cmds.items():
+        p = subprocess.run(["sh", "-c", c], capture_output=True, text=True)
+        res[n] = Result(n, p.returncode, p.stdout, p.stderr)
+    t1 = time.time()
+    assert res["a"].rc == 0 and res["a"].stdout.startswith("hello\n")
+    assert res["b"].rc == 1
+    t_ref, t_node = effect_time(res, t0, t1)
+    assert set(t_node) == {"a", "b"} and t0 <= t_ref <= t1 and t_ref == max(t_node.values())
+    # a node clock outside the call window is not trusted: the midpoint is used
+    skewed = {"a": Result("a", 0, "__tempo_t=100.0\n", "")}
+    assert effect_time(skewed, 1000.0, 1002.0)[0] == 1001.0

@@ -135,8 +135,12 @@ def test_measure_signs():
 
 
 def test_reply_matching_rejects_short_and_wrong_mode():
-    req, key = ntpwire.build_request(time.time())
-    assert len(req) == 48 and len(key) == 8
+    req, key = ntpwire.build_request(0x1122334455667788)
+    assert len(req) == 48 and key == bytes.fromhex("1122334455667788") and req[0] == 0x23
+    # the daemon's own server echoes it as the originate timestamp
+    st, leap, ref = ntp.encode_state("LEADER", None)
+    reply = ntp.server_reply(req, 1.0e9, 1.0e9, stratum=st, leap=leap, refid=ref, root_dispersion_s=0.0)
+    assert ntpwire.reply_key(reply) == key
     with pytest.raises(ntpwire.BadReply):
         ntpwire.reply_key(b"\0" * 10)
     with pytest.raises(ntpwire.BadReply, match="mode 3"):

@@ -104,3 +104,18 @@ def test_unknown_suite_lists_builtins(tmp_path):
     ok = tmp_path / "mine.yaml"
     ok.write_text(yaml.safe_dump({"nodes": 4}))
     assert load_suite(str(ok)).name == "mine"
+
+
+def test_deploy_vars_are_role_variables():
+    import yaml as _yaml
+
+    from tempolab.runner.deploy import deploy_vars
+    from tempolab.runner.hosts import REPO
+
+    v = deploy_vars(load_suite("drift-sweep").at_point(4))
+    assert v["tempod_drift_rate_range_ppm"] == [-100000.0, 100000.0]
+    assert v["tempod_round_interval_s"] == 2.0 and v["tempod_drift_seed"] == 19
+    defaults = REPO / "roles" / "tempod" / "defaults" / "main.yml"
+    if defaults.exists():  # every var we pass must be a documented role variable
+        known = set(_yaml.safe_load(defaults.read_text()))
+        assert set(v) <= known, set(v) - known

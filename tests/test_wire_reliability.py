@@ -138,3 +138,45 @@ def test_duplicate_filter_ttl_and_bounds():
     assert not f.check("a", 1, 5, 2.0)
     f.forget("c")
     assert not f.check("c", 1, 1, 2.0)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["track", "ack", "tick"]), st.integers(0, 5),
+                          st.floats(0, 0.5)), max_size=60),
+       st.floats(0.01, 0.2), st.integers(1, 5))
+def test_outbox_every_message_is_acked_or_expired_exactly_once(ops, initial, tries):
+    box = Outbox(initial, tries)
+    now = 0.0
+    tracked: set[tuple[str, int]] = set()
+    acked: set[tuple[str, int]] = set()
+    sends: dict[tuple[str, int], list[float]] = {}
+    expired: list[tuple[str, int]] = []
+    next_seq = 0
+    for op, peer_i, dt in ops:
+        now += dt
+        peer = f"n{peer_i}"
+        if op == "track":
+            key = (peer, next_seq)
+            box.track(peer, msg(next_seq), now)
+            tracked.add(key)
+            sends[key] = [now]
+            next_seq += 1
+        elif op == "ack":
+            mine = sorted(k for k in tracked - acked - set(expired) if k[0] == peer)
+            if mine:
+                assert box.ack(*mine[0])
+                acked.add(mine[0])
+        # the runtime's timer loop, driven up to `now`
+        while (d := box.next_deadline()) is not None and d <= now:
+            for to, m, attempt in box.due(d):
+                key = (to, m.seq)
+                assert key not in acked
+                sends[key].append(d)
+                assert attempt == len(sends[key]) <= tries
+            expired += [(e.to, e.msg.seq) for e in box.expired()]
+    assert len(expired) == len(set(expired))
+    assert not set(expired) & acked
+    assert len(box) == len(tracked) - len(acked) - len(expired)
+    for key in expired:
+        assert len(sends[key]) == tries
+        gaps = [b - a for a, b in zip(sends[key], sends[key][1:])]
+        assert gaps == pytest.approx([initial * 2**i for i in range(tries - 1)])

@@ -483,3 +483,27 @@ class KernelDiscipline:
             "freq_ppm": tx.freq_ppm,
             "slew_remaining_s": self._remaining(hw_s),
         }
+
+
+def make_clock(
+    backend: str,
+    slew_max_ppm: float,
+    step_threshold_s: float,
+    freq_max_ppm: float,
+    environ: Mapping[str, str] | None = None,
+) -> tuple[HardwareClock, Discipline]:
+    """The hardware clock and discipline for the config's ``[clock]`` section.
+
+    ``"process"``: :meth:`ProcessClock.from_environ` + SoftwareClock (the lab: libfaketime
+    drifts the process clock). ``"kernel"``: KernelClock with writes enabled +
+    KernelDiscipline (real machines with CAP_SYS_TIME; never used on the shared dev
+    machine, and this branch is not exercised by the tests).
+    """
+    from .discipline import SoftwareClock
+
+    if backend == "process":
+        return ProcessClock.from_environ(environ), SoftwareClock(slew_max_ppm, step_threshold_s, freq_max_ppm)
+    if backend == "kernel":
+        kc = KernelClock(allow_write=True)
+        return kc, KernelDiscipline(kc, step_threshold_s, freq_max_ppm)
+    raise ValueError(f"clock.backend: must be 'process' or 'kernel', got {backend!r}")

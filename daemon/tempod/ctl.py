@@ -67,9 +67,13 @@ class Client:
 
     def __init__(self, channel: Channel, addr: tuple[str, int], name: str) -> None:
         self.channel = channel
-        self.addr = addr
         self.name = name
-        family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
+        # Resolve once: answers are matched on the source address, which is numeric.
+        try:
+            family, _, _, _, sockaddr = socket.getaddrinfo(addr[0], addr[1], type=socket.SOCK_DGRAM)[0]
+        except socket.gaierror as exc:
+            raise ValueError(f"cannot resolve host {addr[0]!r}: {exc.strerror}") from None
+        self.addr = (str(sockaddr[0]), int(sockaddr[1]))
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         self.sock.setblocking(False)
         self.seq = int.from_bytes(os.urandom(2), "big")
@@ -143,15 +147,16 @@ class Client:
 
 # --- output ------------------------------------------------------------------------
 
-def _fmt_s(v: Any) -> str:
+def _fmt_s(v: Any, signed: bool = True) -> str:
     if v is None:
         return "-"
     v = float(v)
+    sign = "+" if signed else ""
     if abs(v) < 1e-3:
-        return f"{v * 1e6:+.1f}us"
+        return f"{v * 1e6:{sign}.1f}us"
     if abs(v) < 1.0:
-        return f"{v * 1e3:+.3f}ms"
-    return f"{v:+.6f}s"
+        return f"{v * 1e3:{sign}.3f}ms"
+    return f"{v:{sign}.6f}s"
 
 
 def format_status(st: dict[str, Any]) -> str:
@@ -162,14 +167,14 @@ def format_status(st: dict[str, Any]) -> str:
         f"synchronized={'yes' if st.get('synchronized') else 'no'}  uptime={float(st.get('uptime_s', 0)):.1f}s  "
         f"version={st.get('version')}",
         f"  clock: clk-hw={_fmt_s(clock.get('adjust_s'))}  freq={float(clock.get('freq_ppm', 0.0)):+.3f}ppm  "
-        f"slew_remaining={_fmt_s(clock.get('slew_remaining_s'))}",
+        f"slew_remaining={_fmt_s(clock.get('slew_remaining_s'))}  error_bound={_fmt_s(st.get('error_bound_s'), False)}",
     ]
     peers = st.get("peers") or []
     if peers:
         lines.append(f"  {'peer':<16} {'address':<16} {'offset':>12} {'bound':>12} {'missed':>6}  group")
         for p in peers:
             lines.append(f"  {p.get('name', ''):<16} {p.get('address', ''):<16} {_fmt_s(p.get('offset_s')):>12} "
-                         f"{_fmt_s(p.get('bound_s')):>12} {str(p.get('missed') if p.get('missed') is not None else '-'):>6}  "
+                         f"{_fmt_s(p.get('bound_s'), False):>12} {str(p.get('missed') if p.get('missed') is not None else '-'):>6}  "
                          f"{'yes' if p.get('in_group') else 'no'}")
     counters = st.get("counters") or {}
     if counters:
@@ -252,8 +257,8 @@ def run(args: argparse.Namespace, out: Any = sys.stdout) -> int:
                 raise ValueError("--count must be >= 1")
             r = client.clockdiff(args.count, args.timeout)
             rel = "ahead of" if r.offset_s >= 0 else "behind"
-            print(f"{host}: {_fmt_s(r.offset_s)} (+-{_fmt_s(r.bound_s).lstrip('+')}) {rel} this host "
-                  f"[best of {args.count}, rtt {_fmt_s(r.rtt_s).lstrip('+')}]", file=out)
+            print(f"{host}: {_fmt_s(r.offset_s)} (+-{_fmt_s(r.bound_s, False)}) {rel} this host "
+                  f"[best of {args.count}, rtt {_fmt_s(r.rtt_s, False)}]", file=out)
     finally:
         client.close()
     return EXIT_OK

@@ -45,7 +45,8 @@ Theory of operation (after timed's ``timed.c`` / ``slave.c`` / ``candidate.c`` /
   the group now follows; after a partition heals the larger side's master wins.
 * A master announces itself (MASTERUP) each round to configured peers that are not its
   followers (node.py); that is how two masters meet after a partition heals and how
-  late joiners find the master.
+  late joiners find the master.  A FOLLOWER that gets MASTERUP from its own master was
+  purged by it (lost replies) and answers SLAVEUP to be probed again.
 * master_eligible = false: never CANDIDATE, never LEADER.  trusted (non-empty list):
   ELECTION / MASTERUP / MASTERACK / QUIT / round messages from other names are
   refused or ignored as a master claim.
@@ -73,6 +74,10 @@ from .wire import Message, MsgType
 
 
 class State(enum.Enum):
+    # Members are singletons compared by identity: hash them by identity too (C speed;
+    # Enum's default hashes the name in Python, a measurable cost in the simulator).
+    __hash__ = object.__hash__
+
     START = "START"
     CONSISTENCY = "CONSISTENCY"
     NOLEADER = "NOLEADER"
@@ -86,6 +91,8 @@ class State(enum.Enum):
 class Ev(enum.Enum):
     """Election inputs: TSP messages (by type), ROUND (a master's PROBE / ADJTIME /
     SETTIME), TEST (forced election) and the two timers."""
+    __hash__ = object.__hash__
+
     MASTERREQ = "MASTERREQ"
     MASTERACK = "MASTERACK"
     MASTERUP = "MASTERUP"
@@ -163,7 +170,7 @@ TRANSITIONS: dict[tuple[State, Ev], Transition] = {
     (S.CANDIDATE, Ev.TIMEOUT): _t("won", S.LEADER),
     # FOLLOWER: a master runs rounds for us
     (S.FOLLOWER, Ev.ROUND): _t("from_master", S.CONSISTENCY),
-    (S.FOLLOWER, Ev.MASTERUP): _t("from_master", S.CONSISTENCY),
+    (S.FOLLOWER, Ev.MASTERUP): _t("announce", S.CONSISTENCY),
     (S.FOLLOWER, Ev.MASTERACK): _t("from_master", S.CONSISTENCY),
     (S.FOLLOWER, Ev.ELECTION): _t("follower_vote", S.ACCEPT),
     (S.FOLLOWER, Ev.TIMEOUT): _t("master_lost", S.CANDIDATE, S.START),
@@ -255,7 +262,11 @@ class Election:
         return frozenset(self._votes)
 
     def next_deadline(self) -> float | None:
-        return min(self._deadlines.values()) if self._deadlines else None
+        d = self._deadlines
+        if len(d) == 1:
+            for v in d.values():
+                return v
+        return min(d.values()) if d else None
 
     def on_message(self, ev: Ev, peer: str, now: float, rank: int = 0,
                    target: str | None = None) -> list[Action]:
@@ -336,6 +347,14 @@ class Election:
 
     def _arm_follow(self, now: float) -> None:
         self._deadlines = {Ev.TIMEOUT: now + self.cfg.round_interval_s + self._follow_slack_s}
+
+    def heard_master(self, now: float) -> None:
+        """Fast path for the commonest event, FOLLOWER + ROUND from our own master: exactly
+        what the table's ``from_master`` handler does for it (refresh the loss timer),
+        without the dispatch.  node.py calls it per PROBE."""
+        assert self.state is State.FOLLOWER
+        self.last_from_master = now
+        self._deadlines[Ev.TIMEOUT] = now + self.cfg.round_interval_s + self._follow_slack_s
 
     def _to_candidate(self, now: float) -> None:
         self.state, self.master = State.CANDIDATE, None
@@ -433,6 +452,14 @@ class Election:
             self._send(self.master, MsgType.CONFLICT, target=peer)
             self._deadlines = {Ev.TIMEOUT: now + 4.0 * self.reply_wait_s}
             self._log("conflict", peer=peer, detail=f"second master; told {self.master}")
+
+    def _h_announce(self, peer: str, now: float, rank: int, target: str | None) -> None:
+        if peer == self.master:
+            # Our own master announcing itself to non-followers: it purged us (our replies
+            # were lost).  Rejoin, or we stay unsynchronized until a lost MASTERUP makes
+            # us stand against a live master.
+            self._send(peer, MsgType.SLAVEUP)
+        self._h_from_master(peer, now, rank, target)
 
     def _h_follower_vote(self, peer: str, now: float, rank: int, target: str | None) -> None:
         if peer == self.master or now - self.last_from_master > self.cfg.round_interval_s:

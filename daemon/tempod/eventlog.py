@@ -58,6 +58,7 @@ class EventLog:
         self._wall = wall
         self._fh: IO[str] | None = None
         self.lines_written = 0
+        self.write_errors = 0
         self.reopen()
 
     def reopen(self) -> None:
@@ -71,7 +72,10 @@ class EventLog:
         fh = open(self.path, "a", buffering=1, encoding="utf-8")
         old, self._fh = self._fh, fh
         if old is not None:
-            old.close()
+            try:
+                old.close()
+            except OSError:
+                self.write_errors += 1
 
     def set_clock(self, read_hw: Callable[[], float], read_clk: Callable[[], float]) -> None:
         self._read_hw = read_hw
@@ -84,14 +88,23 @@ class EventLog:
         if self._fh is None:
             raise ValueError("event log is closed")
         line = format_event(ev, self.node, self._read_hw(), self._read_clk(), self._wall(), fields)
-        self._fh.write(line)
-        self._fh.flush()
+        try:
+            self._fh.write(line)
+            self._fh.flush()
+        except OSError:
+            # Disk full or the file system went away: a time daemon that stops keeping
+            # time because it cannot log would be worse.  Count it (shown in `counters`).
+            self.write_errors += 1
+            return
         self.lines_written += 1
 
     def close(self) -> None:
         if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+            fh, self._fh = self._fh, None
+            try:
+                fh.close()
+            except OSError:  # the final flush of a line that already failed (disk full)
+                self.write_errors += 1
 
     def __enter__(self) -> "EventLog":
         return self

@@ -47,6 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not preload libfaketime; the child's ProcessClock applies the whole profile in software",
     )
+    ap.add_argument(
+        "--exec-latency",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="expected seconds from here to libfaketime's start in the child (about 0.002 on the "
+        "dev machine, see docs/clock.md); the offset is computed for that instant, cancelling "
+        "the rate x latency launch error. Default 0",
+    )
     ap.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ARGS...")
     return ap
 
@@ -66,6 +75,8 @@ def prepare(
         prof = _profile.load_profile(args.profile)
     except _profile.ProfileError as exc:
         raise LaunchError(str(exc)) from None
+    if not (0.0 <= args.exec_latency <= 1.0):
+        raise LaunchError(f"--exec-latency: must be between 0 and 1 s, got {args.exec_latency}")
     if "FAKETIME" in environ or "faketime" in environ.get("LD_PRELOAD", ""):
         # Our own time.time() would be faked and the offset computed from it wrong.
         raise LaunchError("tempod-launch itself runs under libfaketime (FAKETIME/LD_PRELOAD set); run it on the real clock")
@@ -104,8 +115,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     sys.stdout.flush()
     sys.stderr.flush()
-    # Last moment: the offset's error is rate x (time from here to libfaketime's init).
-    env = child_env(prof, args.profile, lib, environ, time.time())
+    # Last moment: the offset's error is rate x (time from here to libfaketime's init),
+    # less the latency we were told to expect.
+    env = child_env(prof, args.profile, lib, environ, time.time() + args.exec_latency)
     try:
         os.execvpe(cmd[0], cmd, env)
     except OSError as exc:

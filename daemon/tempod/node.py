@@ -30,8 +30,16 @@ delay asymmetry, like ADJTIME's.
 
 Follower side: PROBE from the current master -> PROBE_REPLY with t2 = t3 = corrected
 clock at ``now`` (the core has no hold time); ADJTIME -> ``clock.adjust``; SETTIME ->
-``clock.set_time``; both ACKed with the same seq; a retransmitted duplicate is ACKed
+``clock.set_time`` on joining, but ``clock.adjust(target - clk)`` when it comes from the
+master that corrected us within the last two rounds (so the frequency loop learns from
+it: with rates 10% apart a follower drifts past settime_threshold_s every round, and
+set_time alone would never converge); both ACKed with the same seq; a retransmitted duplicate is ACKed
 again but not applied twice.
+
+Hot paths (PROBE, PROBE_REPLY, ACK, and ADJTIME/SETTIME from our own master) skip the
+election's table dispatch and call ``Election.heard_master`` directly, which does
+exactly what the table's FOLLOWER/ROUND-from-our-master entry does; at 1,000 nodes the
+master's round fan-out is the simulator's cost.
 
 The constructor cannot return actions, so the startup MASTERREQ is queued and
 ``next_deadline()`` returns the construction time: the runtime's first ``handle_timer``
@@ -41,12 +49,12 @@ sends it.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import __version__
 from .actions import Action, Broadcast, Log, Reply, Send
-from .clocks import Discipline  # the software-clock interface (SoftwareClock, KernelDiscipline)
 from .berkeley import SETTIME, Sample, best_sample, corrections, fault_tolerant_average, probe_sample
+from .clocks import Discipline  # the software-clock interface (SoftwareClock, KernelDiscipline)
 from .election import EVENT_OF_TYPE, Election, State
 from .nodeconfig import NodeConfig
 from .reliability import DuplicateFilter, Outbox, SeqCounter
@@ -55,7 +63,8 @@ from .wire import Message, MsgType
 NS = 1_000_000_000
 _CONTROL = frozenset({MsgType.STATUS_REQ, MsgType.MSITEREQ, MsgType.MSITE, MsgType.TEST,
                       MsgType.TRACEON, MsgType.TRACEOFF})
-_ACKED = frozenset({MsgType.ADJTIME, MsgType.SETTIME})
+_PROBE, _PROBE_REPLY, _ACK = MsgType.PROBE, MsgType.PROBE_REPLY, MsgType.ACK
+_ADJTIME, _SETTIME = MsgType.ADJTIME, MsgType.SETTIME
 _FOLLOWER_JOIN = frozenset({MsgType.SLAVEUP, MsgType.MASTERREQ, MsgType.ACCEPT, MsgType.ELECTION})
 _REJOIN = frozenset({MsgType.SLAVEUP, MsgType.MASTERREQ})   # a (re)started follower announcing itself
 
@@ -122,6 +131,7 @@ class Node:
         self.last_sync_master: str | None = None
         self.last_bound_s: float = 0.0           # error bound of the last correction applied
         self.adjust_count = 0
+        self._settime_base: dict[tuple[str, int], float] = {}   # (to, seq) -> target - master clk (s)
         self.election = Election(config, rng, now, self.seq.next, self._live_followers)
         self._queued: list[Action] = list(self.election.startup_actions)
         self._queued_at = now
@@ -140,6 +150,8 @@ class Node:
         if self._queued:
             return self._queued_at
         best = self.election.next_deadline()
+        if self.round is None and self.next_round_at is None and not len(self.outbox):
+            return best          # a follower's usual case: only the master-loss timer
         for d in (self.outbox.next_deadline(), self.next_round_at,
                   None if self.round is None else min(self.round.next_slot, self.round.end_hw)):
             if d is not None and (best is None or d < best):
@@ -155,6 +167,12 @@ class Node:
         self._after_election(before, now, out)
         for to, msg, _attempt in self.outbox.due(now):
             self.counters["retransmits"] += 1
+            if msg.type == MsgType.SETTIME:
+                # SETTIME is absolute: a resend carries the target *now* (same seq, so a
+                # follower that did get the first copy still drops it as a duplicate).
+                base = self._settime_base.get((to, msg.seq))
+                if base is not None:
+                    msg = replace(msg, time_ns=_ns(self.clock.corrected(now) + base))
             out.append(Send(to, msg))
         expired = self.outbox.expired()
         if expired:
@@ -170,34 +188,59 @@ class Node:
         return out
 
     def handle_message(self, msg: Message, src: tuple[str, int], now: float) -> list[Action]:
-        self.counters["rx"] += 1
+        counters = self.counters
+        counters["rx"] += 1
         t = msg.type
-        out: list[Action] = []
+        peer = msg.name
+        # Hot paths first, by identity (a round is 4 PROBE + 4 PROBE_REPLY + ADJTIME + ACK
+        # per follower; the master's fan-out is the simulator's cost at 1,000 nodes).
+        if t is _PROBE:
+            el = self.election
+            if el.state is State.FOLLOWER and el.master == peer:
+                el.heard_master(now)        # == the table's FOLLOWER/ROUND from our master
+                clk_ns = _ns(self.clock.corrected(now))
+                counters["tx"] += 1
+                return [Send(peer, Message(_PROBE_REPLY, self.seq.next(), self.name,
+                                           t1_ns=msg.t1_ns, t2_ns=clk_ns, t3_ns=clk_ns))]
+        elif t is _PROBE_REPLY:
+            fi = self.followers.get(peer)
+            if fi is None or self.round is None:
+                return []
+            fi.last_heard = now
+            out: list[Action] = []
+            self._probe_reply(fi, msg, now, out)
+            counters["tx"] += len(out)
+            return out
+        elif t is _ACK:
+            fi = self.followers.get(peer)
+            if fi is not None:
+                fi.last_heard = now
+            self.outbox.ack(peer, msg.seq)
+            return []
         if t in _CONTROL:
             out = self._control(msg, src, now)
             self._count_tx(out)
             return out
-        peer = msg.name
         if peer not in self._peer_set:
-            self.counters["ignored"] += 1     # not in [peers]: no say in the group
-            return out
+            counters["ignored"] += 1     # not in [peers]: no say in the group
+            return []
+        out = []
         fi = self.followers.get(peer)
         if fi is not None:
             fi.last_heard = now
-        if t == MsgType.ACK:
-            self.outbox.ack(peer, msg.seq)
-            return out
-        if t == MsgType.PROBE_REPLY:
-            if fi is not None and self.round is not None:
-                self._probe_reply(fi, msg, now, out)
-                self._count_tx(out)
-            return out
-        if t in _ACKED and self.dups.check(peer, t, msg.seq, now):
-            # A retransmission: our ACK was lost.  ACK again, do not apply twice.
-            self.counters["duplicates"] += 1
-            out.append(Send(peer, Message(MsgType.ACK, msg.seq, self.name)))
-            self._count_tx(out)
-            return out
+        if t is _ADJTIME or t is _SETTIME:
+            if self.dups.check(peer, t, msg.seq, now):
+                # A retransmission: our ACK was lost.  ACK again, do not apply twice.
+                counters["duplicates"] += 1
+                counters["tx"] += 1
+                return [Send(peer, Message(_ACK, msg.seq, self.name))]
+            el = self.election
+            if el.state is State.FOLLOWER and el.master == peer:
+                el.heard_master(now)        # == the table's FOLLOWER/ROUND from our master
+                if msg.time_ns is not None:
+                    self._apply(msg, peer, now, out)
+                counters["tx"] += 1
+                return out
         ev = EVENT_OF_TYPE.get(t)
         if ev is not None:
             before = self.election.state
@@ -207,17 +250,18 @@ class Node:
                 if isinstance(r, int) and not isinstance(r, bool):
                     rank = r
             out += self.election.on_message(ev, peer, now, rank, msg.target)
-            self._after_election(before, now, out)
+            if self.election.state is not before:
+                self._after_election(before, now, out)
         st = self.election.state
         if st is State.LEADER or st is State.CONFLICT:
             if t in _FOLLOWER_JOIN:
                 self._add_follower(peer, now, out, rejoin=t in _REJOIN)
         elif st is State.FOLLOWER and self.election.master == peer:
-            if t == MsgType.PROBE:
+            if t is _PROBE:
                 clk_ns = _ns(self.clock.corrected(now))
-                out.append(Send(peer, Message(MsgType.PROBE_REPLY, self.seq.next(), self.name,
+                out.append(Send(peer, Message(_PROBE_REPLY, self.seq.next(), self.name,
                                               t1_ns=msg.t1_ns, t2_ns=clk_ns, t3_ns=clk_ns)))
-            elif t in _ACKED and msg.time_ns is not None:
+            elif (t is _ADJTIME or t is _SETTIME) and msg.time_ns is not None:
                 self._apply(msg, peer, now, out)
         self._count_tx(out)
         return out
@@ -322,8 +366,16 @@ class Node:
             kind = "adjtime"
         else:
             delta = msg.time_ns / NS - self.clock.corrected(now)
-            applied = self.clock.set_time(msg.time_ns / NS, now)
             kind = "settime"
+            if (self.last_sync_master == peer and self.last_sync_hw is not None
+                    and now - self.last_sync_hw <= 2.0 * self.cfg.round_interval_s):
+                # A SETTIME from the master that has been correcting us: we drifted past
+                # settime_threshold_s within a round (rates up to 10% apart drift 1-2 s per
+                # 10 s round).  Apply it as a relative correction so the frequency loop
+                # learns the rate; set_time never teaches it, and we would stay behind.
+                applied = self.clock.adjust(delta, now)
+            else:
+                applied = self.clock.set_time(msg.time_ns / NS, now)
         if not isinstance(applied, str):
             applied = "step"
         self.last_sync_hw = now
@@ -333,14 +385,16 @@ class Node:
             if isinstance(b, (int, float)) and not isinstance(b, bool):
                 self.last_bound_s = float(b)
         out.append(Send(peer, Message(MsgType.ACK, msg.seq, self.name)))
-        freq = self.clock.state(now).get("freq_ppm", 0.0)
+        freq = getattr(self.clock, "freq_ppm", None)
+        if freq is None:
+            freq = self.clock.state(now).get("freq_ppm", 0.0)
         out.append(Log("adjust", {"round": self.adjust_count, "from": peer, "delta_s": delta,
                                   "kind": kind, "applied": applied, "freq_ppm": freq}))
 
     # --- master side: rounds ----------------------------------------------------------
 
-    def _send_probe(self, fi: FollowerInfo, now: float, out: list[Action]) -> None:
-        t1 = _ns(self.clock.corrected(now))
+    def _send_probe(self, fi: FollowerInfo, now: float, out: list[Action], clk: float | None = None) -> None:
+        t1 = _ns(self.clock.corrected(now) if clk is None else clk)
         fi.out_t1_ns = t1
         fi.out_hw = now
         fi.sent += 1
@@ -353,6 +407,7 @@ class Node:
         for p in self.peer_names:
             if p not in self.followers:
                 out.append(Send(p, Message(MsgType.MASTERUP, self.seq.next(), self.name)))
+        self._settime_base.clear()   # the Outbox gives up long before the next round
         start_clk_ns = _ns(self.clock.corrected(now))
         self.round = RoundState(self.round_no, now, start_clk_ns, now + cfg.probe_timeout_s,
                                 now + (cfg.probes_per_round + 1) * cfg.probe_timeout_s,
@@ -376,7 +431,7 @@ class Node:
             return   # late reply to a probe we already gave up on: sample kept, chain not moved
         fi.out_t1_ns = None
         if fi.sent < self.cfg.probes_per_round:
-            self._send_probe(fi, now, out)
+            self._send_probe(fi, now, out, t4)
         else:
             fi.done = True
             rnd.pending -= 1
@@ -442,8 +497,10 @@ class Node:
             s = best[name]
             if c.kind == SETTIME:
                 # Target at receipt: master clock then (+ one-way delay ~ rtt/2) + average.
+                base = average + s.rtt_s / 2.0
                 msg = Message(MsgType.SETTIME, self.seq.next(), self.name,
-                              time_ns=_ns(clk_now + average + s.rtt_s / 2.0), data={"bound_s": s.bound_s})
+                              time_ns=_ns(clk_now + base), data={"bound_s": s.bound_s})
+                self._settime_base[(name, msg.seq)] = base
             else:
                 msg = Message(MsgType.ADJTIME, self.seq.next(), self.name, time_ns=_ns(c.correction_s),
                               data={"bound_s": s.bound_s})

@@ -56,11 +56,22 @@ def run(args: argparse.Namespace) -> int:
             suite = load_suite_raw(args.suite)[0]
         r = Runner(suite, opts)
         r._ensure_hosts_existing()
-        for node, msg in sorted(r.cleanup().items()):
+        results = r.cleanup()
+        for node, msg in sorted(results.items()):
             print(f"{node}: {msg}")
-        return 0
+        # a daemon that would not start is a leftover the user must look at
+        return 1 if any("failed" in m for m in results.values()) else 0
     if args.resume is not None:
         suite, raw = resume_suite(args.resume)
+        # same hosts as the interrupted run unless told otherwise
+        from .runner.runfolder import RunFolder
+
+        m = RunFolder.open(args.resume).read_manifest()
+        if opts.inventory is None and opts.lab_name is None:
+            if m.get("lab"):
+                opts.lab_name = m["lab"]
+            elif m.get("inventory"):
+                opts.inventory = Path(m["inventory"])
     elif args.suite:
         suite, raw = load_suite_raw(args.suite)
     else:

@@ -19,7 +19,8 @@ Layers, each in its own module:
 from __future__ import annotations
 
 from .load import NotARunFolder, RunData, load_run
-# report imports added below
+from .report import ReportResult, build_report
+from .compare import CompareResult, build_compare
 
 
 __all__ = [

@@ -20,9 +20,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from matplotlib.colors import SymLogNorm  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
 
 from .load import node_sort_key  # noqa: E402
 
@@ -97,7 +96,7 @@ def fig_offsets(samples: pd.DataFrame, sweeps: pd.DataFrame, rounds: pd.DataFram
         for n in nodes:
             d = s[s["node"] == n]
             ax.plot(d["t"], d["offset_s"], color=palette[n], lw=1.0, label=n)
-        ax.legend(ncol=min(len(nodes), 6), fontsize=7, loc="upper right", title="node", title_fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.005, 1.0), title="node", title_fontsize=7)
     else:
         sync = s[s["in_sync"]]
         q = sync.groupby("sweep").agg(t=("t", "min"), lo=("offset_s", "min"), hi=("offset_s", "max"),
@@ -110,7 +109,7 @@ def fig_offsets(samples: pd.DataFrame, sweeps: pd.DataFrame, rounds: pd.DataFram
         out = s[~s["in_sync"]]
         if len(out):
             ax.scatter(out["t"], out["offset_s"], s=4, color="0.45", label="not in sync (START, CANDIDATE, ...)")
-        ax.legend(fontsize=7, loc="upper right")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.005, 1.0))
     ax.set_yscale("symlog", linthresh=lin)
     ax.set_ylabel(f"offset from reference (s)\nsymlog, linear within ±{lin:.0e}")
     ax.set_title(f"Node clocks against the reference ({len(nodes)} nodes)")
@@ -124,20 +123,23 @@ def fig_offsets(samples: pd.DataFrame, sweeps: pd.DataFrame, rounds: pd.DataFram
     piv = s.pivot_table(index="node", columns="sweep", values="skew_s", aggfunc="first")
     piv = piv.reindex(nodes)
     st = s.groupby("sweep")["t"].min().reindex(piv.columns)
-    vmax = float(np.nanpercentile(np.abs(piv.to_numpy()), 99)) if np.isfinite(piv.to_numpy()).any() else 1e-6
+    # linear, symmetric colour scale up to the 98th percentile of in-sync |skew|: a log
+    # scale saturated everything above a few us; startup and out-of-group outliers clip
+    sync_skew = s.loc[s["in_sync"], "skew_s"].abs().dropna()
+    vmax = float(np.percentile(sync_skew, 98)) if len(sync_skew) else 1e-6
     vmax = max(vmax, 1e-9)
-    lin_h = max(_symlog_threshold(s.loc[s["in_sync"], "skew_s"]), vmax / 1e3)
     edges = np.concatenate([st.to_numpy(), [st.to_numpy()[-1] + (np.median(np.diff(st)) if len(st) > 1 else 1.0)]])
+    axh.set_facecolor("0.8")  # no answer (node down) is grey, not "zero skew" white
     mesh = axh.pcolormesh(edges, np.arange(len(nodes) + 1), piv.to_numpy(), cmap="RdBu_r",
-                          norm=SymLogNorm(linthresh=lin_h, vmin=-vmax, vmax=vmax), shading="flat")
+                          norm=Normalize(vmin=-vmax, vmax=vmax), shading="flat")
     axh.set_yticks(np.arange(len(nodes)) + 0.5, nodes, fontsize=max(4, min(8, 200 // max(len(nodes), 1))))
     for lbl in axh.get_yticklabels():
         lbl.set_color(palette.get(lbl.get_text(), "k"))
     axh.invert_yaxis()
     axh.set_ylabel("node")
     cax = axh.inset_axes([1.005, 0.0, 0.012, 1.0])
-    cb = fig.colorbar(mesh, cax=cax)
-    cb.set_label("skew from sweep median (s)", fontsize=7)
+    cb = fig.colorbar(mesh, cax=cax, extend="both")
+    cb.set_label("skew from sweep median (s)\ngrey: no answer", fontsize=7)
     cb.ax.tick_params(labelsize=6)
     _shade_faults(axh, windows, t0, label=False)
     axh.tick_params(labelbottom=False)
@@ -154,6 +156,8 @@ def fig_offsets(samples: pd.DataFrame, sweeps: pd.DataFrame, rounds: pd.DataFram
             if who and (x1 - x0) > 0.04 * (t_sw[-1] - t_sw[0] + step):
                 axm.text((x0 + x1) / 2, 0.5, who if "," not in who else "2 leaders", ha="center", va="center",
                          fontsize=7, color="white")
+    # start where the nodes first answer (deployment before that is empty), end with the data
+    ax.set_xlim(float(s["t"].min()) - 1.0, float(samples["t_ref"].max() - t0) + 1.0)
     axm.set_yticks([])
     axm.set_ylabel("master", rotation=0, ha="right", va="center")
     axm.set_xlabel(TIME_LABEL)
@@ -317,7 +321,3 @@ def fig_drift(levels: pd.DataFrame, interval_s: float) -> Figure:
     ax.set_title("Accuracy against drift rate")
     ax.legend(fontsize=7)
     return fig
-
-
-def legend_patches(palette: Mapping[str, Colour]) -> list[Patch]:
-    return [Patch(color=c, label=n) for n, c in palette.items()]

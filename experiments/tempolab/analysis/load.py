@@ -52,14 +52,14 @@ class RunData:
         return str(suite) if suite else "unknown"
 
 
-def read_jsonl(path: Path, problems: list[str]) -> list[dict[str, Any]]:
+def read_jsonl(path: Path, problems: list[str], rel: str | None = None) -> list[dict[str, Any]]:
     """Parse JSON lines; bad lines are skipped and reported in ``problems``.
 
     A cut last line (the writer was killed mid-write) is the expected damage; a bad
     line in the middle is reported with its line number.  A missing file is reported
     by the caller, which knows whether the file is required.
     """
-    rel = f"{path.parent.name}/{path.name}" if path.parent.name != "" else path.name
+    rel = rel or path.name
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -130,7 +130,7 @@ def load_run(path: str | Path) -> RunData:
             if required:
                 problems.append(f"{name}: missing")
             return []
-        return read_jsonl(p, problems)
+        return read_jsonl(p, problems, name)
 
     observer = jsonl("observer.jsonl", True)
     faults = jsonl("faults.jsonl", False)
@@ -151,7 +151,7 @@ def load_run(path: str | Path) -> RunData:
     for node in sorted(names, key=node_sort_key):
         ev_path = nodes_dir / node / "events.jsonl"
         if ev_path.exists():
-            events[node] = read_jsonl(ev_path, problems)
+            events[node] = read_jsonl(ev_path, problems, f"nodes/{node}/events.jsonl")
         else:
             problems.append(f"nodes/{node}/events.jsonl: missing (no daemon log for {node})")
         prof_path = nodes_dir / node / "drift.toml"

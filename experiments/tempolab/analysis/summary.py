@@ -158,7 +158,9 @@ def failover_section(t: Tables) -> dict[str, Any]:
 def cpu_section(t: Tables) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for source, g in t.cpu.groupby("source"):
-        out[str(source)] = {str(role): stats(gr["cpu_pct"], (50, 95)) for role, gr in g.groupby("role")}
+        # roles with no complete interval (e.g. samples only while unreachable) are left out
+        out[str(source)] = {str(role): stats(gr["cpu_pct"], (50, 95)) for role, gr in g.groupby("role")
+                            if gr["cpu_pct"].notna().any()}
     return out
 
 

@@ -39,7 +39,7 @@ class SyntheticSpec:
     kill_at_s: float = 25.5              # into each kill trial
     detect_after_s: float = 3.25         # kill -> first election candidate
     new_master_after_s: float = 3.75     # kill -> new master
-    first_round_after_s: float = 4.5     # kill -> first round of the new master
+    first_round_after_s: float = 4.6     # kill -> first round of the new master (off the sweep grid)
     round_interval_s: float = 10.0
     round_phase_s: float = 2.3           # first round this long after a trial starts
     round_duration_s: float = 0.05       # round start (master hw) -> corrections applied
@@ -119,6 +119,9 @@ class _Model:
         self.last_obs: dict[str, float] = {}
         self.round_nodes: dict[int, list[str]] = {}
         self.trial_no = 0
+        self.sweep_no = 0
+        self.fault_id = 0
+        self.open_kill: dict[str, int] = {}
 
     # --- clock model -------------------------------------------------------------
     def offset(self, n: str, t: float) -> float:
@@ -150,11 +153,13 @@ class _Model:
 
     # --- scheduled actions -------------------------------------------------------
     def sweep(self, t0: float) -> None:
+        self.sweep_no += 1
         for idx, n in enumerate(self.names):
             t = t0 + idx * self.spec.sweep_gap_s
-            rec: dict[str, Any] = {"t_ref": t, "trial": self.trial_no, "node": n}
+            rec: dict[str, Any] = {"t_ref": t, "trial": self.trial_no, "sweep": self.sweep_no, "node": n}
             if not self.alive[n]:
-                rec.update(offset_s=None, bound_s=None, rtt_s=None, state=None, master=None, stratum=None, error="timeout")
+                rec.update(offset_s=None, bound_s=None, rtt_s=None, state="unreachable", master=None, stratum=None,
+                           error="timeout")
             else:
                 if n == self.master:
                     state, master, stratum = "LEADER", n, 1
@@ -233,7 +238,9 @@ class _Model:
                 self.cpu_intervals.append((self.role(n), (cum - prev_cum) / dt * 100.0, dt))
             self._cpu_prev_t[n], self._cpu_prev_cum[n] = t, cum
             self.cpu.append({"t_ref": t, "trial": self.trial_no, "node": n, "pid": self.pid[n],
-                             "utime_s": 0.7 * cum, "stime_s": 0.3 * cum, "role": self.role(n)})
+                             "utime_s": 0.7 * cum, "stime_s": 0.3 * cum,
+                             # the runner's sampler records the observed election state
+                             "role": "LEADER" if self.role(n) == "master" else "FOLLOWER"})
 
     def cpu_report(self, n: str, t: float) -> None:
         if self.alive[n]:
@@ -249,8 +256,10 @@ class _Model:
         self._accrue_cpu(old, t)
         self.alive[old] = False
         self.set_master(t, None)
-        self.faults.append({"t_ref": t, "trial": self.trial_no, "kind": "kill", "phase": "start",
-                            "targets": [old], "detail": "SIGKILL tempod"})
+        self.fault_id += 1
+        self.open_kill[old] = self.fault_id
+        self.faults.append({"t_ref": t, "trial": self.trial_no, "fault_id": self.fault_id, "kind": "kill",
+                            "phase": "start", "targets": [old], "detail": "SIGKILL tempod"})
         detect_t, nm_t, fr_t = t + s.detect_after_s, t + s.new_master_after_s, t + s.first_round_after_s
         trial.update(kill_t=t, killed=old, detect_t=detect_t, new_master=new, new_master_t=nm_t, first_round_t=fr_t)
         self.truth.failovers.append({"trial": self.trial_no, "killed": old, "new_master": new,
@@ -344,8 +353,9 @@ class _Model:
                 # the sampler has no reading of the new pid yet: its first sample starts a series
                 self._cpu_prev_t.pop(n, None)
                 self._cpu_prev_cum.pop(n, None)
-                self.faults.append({"t_ref": t, "trial": number, "kind": "restart", "phase": "start",
-                                    "targets": [n], "detail": "tempod-service start"})
+                # contract: the end of a kill is its restart (same kind and fault_id)
+                self.faults.append({"t_ref": t, "trial": number, "fault_id": self.open_kill.pop(n, None),
+                                    "kind": "kill", "phase": "end", "targets": [n], "detail": "tempod-service start"})
                 self.log(n, t, "start", version="0.1.0", pid=self.pid[n], config={}, backend="process")
 
 

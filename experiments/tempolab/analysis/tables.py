@@ -98,6 +98,14 @@ def fault_windows(faults: pd.DataFrame, t_last: float) -> pd.DataFrame:
             g = faults.iloc[j]
             if j in used or g["t_ref"] < f["t_ref"]:
                 continue
+            fid, gid = f.get("fault_id"), g.get("fault_id")
+            if fid is not None and not _isnan(fid):
+                # contract: one start and one end per fault, same kind and fault_id
+                if gid == fid and g["phase"] == "end" and g.get("trial") == f.get("trial"):
+                    end = g["t_ref"]
+                    used.add(j)
+                    break
+                continue
             same_targets = set(g["targets"]) == set(f["targets"]) or not g["targets"]
             if same_targets and ((g["kind"] == f["kind"] and g["phase"] == "end") or g["kind"] in closers.get(f["kind"], ())):
                 end = g["t_ref"]
@@ -106,6 +114,10 @@ def fault_windows(faults: pd.DataFrame, t_last: float) -> pd.DataFrame:
         rows.append({"kind": f["kind"], "targets": ",".join(map(str, f["targets"])), "t_start": f["t_ref"],
                      "t_end": end if not math.isnan(end) else t_last, "closed": not math.isnan(end)})
     return pd.DataFrame(rows, columns=["kind", "targets", "t_start", "t_end", "closed"])
+
+
+def _isnan(v: Any) -> bool:
+    return isinstance(v, float) and math.isnan(v)
 
 
 def _trial_of(t: float, trials: pd.DataFrame) -> Any:
@@ -138,7 +150,19 @@ def samples_table(run: RunData, problems: list[str]) -> pd.DataFrame:
     df["responded"] = df["offset_s"].notna()
     state = df["state"].where(df["state"].notna(), None)
     df["in_sync"] = df["responded"] & (state.isin(IN_SYNC_STATES) | state.isna())
-    # sweeps: a node seen twice, or a new trial, starts a new sweep
+    if "sweep" in df and df["sweep"].notna().all():
+        # the observer numbers its sweeps; (trial, sweep) in time order -> 0, 1, 2, ...
+        key = df["trial"].astype(str) + "/" + df["sweep"].astype(str)
+        df["sweep"] = pd.factorize(key)[0].astype(np.int64)
+    else:
+        df["sweep"] = _detect_sweeps(df)
+    med = df[df["in_sync"]].groupby("sweep")["offset_s"].median()
+    df["skew_s"] = df["offset_s"] - df["sweep"].map(med)
+    return df[SAMPLE_COLUMNS]
+
+
+def _detect_sweeps(df: pd.DataFrame) -> np.ndarray:
+    """Without a recorded ``sweep``: a node seen twice, or a new trial, starts a new sweep."""
     sweep_ids = np.empty(len(df), dtype=np.int64)
     seen: set[str] = set()
     current, last_trial = 0, object()
@@ -150,10 +174,7 @@ def samples_table(run: RunData, problems: list[str]) -> pd.DataFrame:
             last_trial = trial
         seen.add(node)
         sweep_ids[i] = current
-    df["sweep"] = sweep_ids
-    med = df[df["in_sync"]].groupby("sweep")["offset_s"].median()
-    df["skew_s"] = df["offset_s"] - df["sweep"].map(med)
-    return df[SAMPLE_COLUMNS]
+    return sweep_ids
 
 
 def sweeps_table(samples: pd.DataFrame) -> pd.DataFrame:
@@ -325,7 +346,13 @@ def failovers_table(trials: pd.DataFrame, faults: pd.DataFrame, events: pd.DataF
         for key, kind in (("kill_t", "kill"), ("stop_t", "stop"), ("pause_t", "stop"), ("fault_t", None)):
             v = tr.get(key)
             if isinstance(v, (int, float)) and math.isfinite(v):
-                target = tr.get("killed") or tr.get("target") or master_at(float(v))
+                target = next((tr[k] for k in ("killed", "paused", "target") if isinstance(tr.get(k), str)),
+                              None) or master_at(float(v))
+                # the fault record says what really happened (a pause may be recorded with kill_t)
+                match = faults[(faults["phase"] != "end") & ((faults["t_ref"] - float(v)).abs() < 1.0)
+                               & faults["targets"].apply(lambda ts, tg=target: tg in [str(x) for x in ts])]
+                if not match.empty and str(match.iloc[0]["kind"]) in FAULT_KINDS_FAILOVER:
+                    kind = FAULT_KINDS_FAILOVER[str(match.iloc[0]["kind"])]
                 rows.append({"trial": tr["trial"], "kind": kind or tr.get("fault_kind") or "fault", "fault_t": float(v),
                              "target": target, "detect_t": tr.get("detect_t"), "new_master": tr.get("new_master"),
                              "new_master_t": tr.get("new_master_t"), "first_round_t": tr.get("first_round_t"),
@@ -334,6 +361,8 @@ def failovers_table(trials: pd.DataFrame, faults: pd.DataFrame, events: pd.DataF
                 break
     for _, f in faults.iterrows():
         kind = FAULT_KINDS_FAILOVER.get(str(f["kind"]))
+        if not isinstance(f["t_ref"], float):
+            continue
         if kind is None or f["phase"] == "end" or not math.isfinite(f["t_ref"]):
             continue
         if any(tr == f["trial"] and abs(t - f["t_ref"]) < 1.0 for tr, t in seen):
@@ -350,6 +379,9 @@ def failovers_table(trials: pd.DataFrame, faults: pd.DataFrame, events: pd.DataF
         if c not in ev:
             ev = ev.assign(**{c: None})
     for row in rows:
+        for k in ("detect_t", "new_master", "new_master_t", "first_round_t"):
+            if row[k] is not None and (_isnan(row[k]) or row[k] is pd.NA):
+                row[k] = None
         t0, target = row["fault_t"], row["target"]
         later = ev[(ev["t_ref"] > t0) & (ev["node"] != target)]
         cand = _first(later, ((later["ev"] == "state") & (later["to"] == "CANDIDATE"))
@@ -384,13 +416,29 @@ def failovers_table(trials: pd.DataFrame, faults: pd.DataFrame, events: pd.DataF
     lag = df["obs_new_master_t"] - df["new_master_t"]
     df["consistent"] = (lag >= -1e-3) & (lag <= sweep_interval_s * 1.5 + 1e-3)
     for _, r in df[~df["consistent"]].iterrows():
-        problems.append(
-            f"failover in trial {r['trial']}: observer saw the new master at {r['obs_new_master_s']:.3f} s "
-            f"after the fault, the record says {r['new_master_s']:.3f} s")
+        if math.isnan(r["new_master_s"]):
+            problems.append(f"failover in trial {r['trial']} at t_ref {r['fault_t']:.3f}: no new master recorded"
+                            + (f"; the observer saw one {r['obs_new_master_s']:.3f} s after the fault"
+                               if math.isfinite(r["obs_new_master_s"]) else ""))
+        else:
+            problems.append(
+                f"failover in trial {r['trial']}: observer saw the new master at {r['obs_new_master_s']:.3f} s "
+                f"after the fault, the record says {r['new_master_s']:.3f} s")
     return df[FAILOVER_COLUMNS]
 
 
 # --- cpu ---------------------------------------------------------------------------
+
+ROLE_NAMES = {"LEADER": "master", "MASTER": "master", "FOLLOWER": "follower", "SLAVE": "follower"}
+
+
+def normalise_role(role: Any) -> str:
+    """The sampler records the node's election state (or a role name): LEADER -> master,
+    FOLLOWER -> follower, other states lower-cased (candidate, unreachable, ...)."""
+    if not isinstance(role, str) or not role:
+        return "unknown"
+    return ROLE_NAMES.get(role.upper(), role.lower())
+
 
 CPU_COLUMNS = ["t_ref", "trial", "node", "pid", "role", "source", "cpu_s", "dt_s", "cpu_pct"]
 
@@ -411,6 +459,7 @@ def cpu_table(run: RunData, events: pd.DataFrame, samples: pd.DataFrame, problem
                 proc[c] = None
         proc["t_ref"] = _num(proc["t_ref"])
         proc["cpu_s"] = _num(proc["utime_s"]) + _num(proc["stime_s"])
+        proc["role"] = proc["role"].map(normalise_role)
         proc["source"] = "proc"
         frames.append(proc[["t_ref", "trial", "node", "pid", "role", "source", "cpu_s"]])
     if not events.empty and "ev" in events and (events["ev"] == "cpu").any():

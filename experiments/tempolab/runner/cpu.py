@@ -13,9 +13,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from .faults import PIDFILE
+from .faults import PID_SNIPPET, PIDFILE  # noqa: F401 - PIDFILE re-exported for tests
 
-CPU_CMD = (f"pid=$(cat {PIDFILE} 2>/dev/null); echo \"pid $pid\"; getconf CLK_TCK; "
+CPU_CMD = (PID_SNIPPET + "echo \"pid $pid\"; getconf CLK_TCK; "
            "[ -n \"$pid\" ] && cat /proc/$pid/stat 2>/dev/null; true")
 
 
@@ -84,6 +84,7 @@ class CpuSampler:
         self.clock = clock
         self.trial: int | None = None
         self._stop = threading.Event()
+        self.paused = threading.Event()  # set: skip rounds (deployment in progress)
         self._thread: threading.Thread | None = None
 
     def sample_once(self) -> list[dict]:
@@ -107,7 +108,8 @@ class CpuSampler:
     def _loop(self) -> None:
         next_t = time.monotonic()
         while not self._stop.is_set():
-            self.sample_once()
+            if not self.paused.is_set():
+                self.sample_once()
             next_t += self.interval_s
             self._stop.wait(max(0.0, next_t - time.monotonic()))
 

@@ -33,16 +33,16 @@ def deploy_vars(suite: Suite) -> dict[str, Any]:
 
     Timers become ``tempod_<key>`` (e.g. ``tempod_round_interval_s``); drift becomes
     ``tempod_drift_seed`` / ``tempod_drift_distribution`` and the symmetric ranges
-    ``tempod_drift_rate_ppm_range`` / ``tempod_drift_offset_s_range`` ([-max, max]) that
-    the role passes to ``tempod.profile.generate_profiles``.
+    ``tempod_drift_rate_range_ppm`` / ``tempod_drift_offset_range_s`` ([-max, max]),
+    the tempod role's variables (roles/tempod/defaults/main.yml).
     """
     out: dict[str, Any] = {f"tempod_{k}": v for k, v in suite.daemon.items()}
     d = suite.drift
     out.update(
         tempod_drift_seed=suite.seed if d.seed is None else d.seed,
         tempod_drift_distribution=d.distribution,
-        tempod_drift_rate_ppm_range=[-d.max_ppm, d.max_ppm],
-        tempod_drift_offset_s_range=[-d.max_offset_s, d.max_offset_s],
+        tempod_drift_rate_range_ppm=[-d.max_ppm, d.max_ppm],
+        tempod_drift_offset_range_s=[-d.max_offset_s, d.max_offset_s],
         tempod_state="started",
     )
     return out

@@ -48,6 +48,38 @@ class RunOptions:
     deploy: bool = True                 # False: the cluster is already deployed
 
 
+STAMP = "__tempo_t="
+
+
+def stamped(cmds: dict[str, str]) -> dict[str, str]:
+    """Make each command print the node's real time right after it ran (exit code kept).
+
+    SSH command latency here is 0.1-0.4 s, far more than the failover detail we want;
+    the node's own clock at the moment the fault took effect is exact in the lab (nodes
+    share the host clock) and NTP-close on VMs. The node's shell is not under
+    libfaketime, only the daemon is.
+    """
+    return {n: f"{{ {c}\n}}; __rc=$?; echo \"{STAMP}$(date +%s.%N)\"; exit $__rc"
+            for n, c in cmds.items()}
+
+
+def effect_time(results: dict, t_sent: float, t_done: float) -> tuple[float, dict[str, float]]:
+    """(t_ref, per-node times): the latest node-reported time when it lies within the
+    SSH call (a node clock off by more is not trusted), else the call's midpoint."""
+    t_node: dict[str, float] = {}
+    for n, r in results.items():
+        for line in r.stdout.splitlines():
+            if line.startswith(STAMP):
+                try:
+                    t_node[n] = float(line[len(STAMP):])
+                except ValueError:
+                    pass
+    ok = [t for t in t_node.values() if t_sent - 0.05 <= t <= t_done + 0.05]
+    if t_node and len(ok) == len(t_node):
+        return max(ok), t_node
+    return (t_sent + t_done) / 2, t_node
+
+
 class FaultSet:
     """Faults installed in one trial; reverts everything still active on exit."""
 
@@ -62,8 +94,9 @@ class FaultSet:
         self.log: list[dict] = []
         self._next_id = 0
 
-    def _rec(self, fid: int, f: Fault, phase: str, detail: str, **extra: Any) -> dict:
-        r = {"t_ref": self.clock(), "trial": self.trial, "fault_id": fid, "kind": f.kind,
+    def _rec(self, fid: int, f: Fault, phase: str, detail: str, t_ref: float,
+             **extra: Any) -> dict:
+        r = {"t_ref": t_ref, "trial": self.trial, "fault_id": fid, "kind": f.kind,
              "phase": phase, "targets": f.targets, "detail": detail, **extra}
         if f.sides:
             r["sides"] = {"a": f.sides[0], "b": f.sides[1]}
@@ -78,16 +111,14 @@ class FaultSet:
         self.active.append((fid, f))
         t_before = self.clock()
         try:
-            res = self.pool.run_many(f.apply_cmds, timeout_s=30)
+            res = self.pool.run_many(stamped(f.apply_cmds), timeout_s=30)
         except HostUnreachable as exc:
-            return self._rec(fid, f, "start", f.detail, error=str(exc), t_sent=t_before)
+            return self._rec(fid, f, "start", f.detail, t_before, error=str(exc), t_sent=t_before)
+        t_done = self.clock()
         errors = {n: (r.stderr.strip() or f"exit {r.rc}")[-200:] for n, r in res.items() if r.rc}
-        # t_ref = when the command was sent: the fault takes effect within one SSH
-        # round trip after that, and t_done bounds it from above
-        rec = self._rec(fid, f, "start", f.detail, t_sent=t_before, t_done=self.clock(),
-                        **({"error": errors} if errors else {}))
-        rec["t_ref"] = t_before
-        return rec
+        t_ref, t_node = effect_time(res, t_before, t_done)
+        return self._rec(fid, f, "start", f.detail, t_ref, t_sent=t_before, t_done=t_done,
+                         t_node=t_node, **({"error": errors} if errors else {}))
 
     def revert(self, fid: int) -> dict | None:
         item = next(((i, f) for i, f in self.active if i == fid), None)
@@ -96,17 +127,20 @@ class FaultSet:
         _, f = item
         t_before = self.clock()
         try:
-            res = self.pool.run_many(f.revert_cmds, timeout_s=60)
+            res = self.pool.run_many(stamped(f.revert_cmds), timeout_s=60)
         except HostUnreachable as exc:
             self.leftovers.append({"fault_id": fid, "kind": f.kind, "hosts": exc.hosts})
             self.active.remove(item)
-            return self._rec(fid, f, "end", f.revert_detail, error=str(exc), t_sent=t_before)
+            return self._rec(fid, f, "end", f.revert_detail, t_before, error=str(exc),
+                             t_sent=t_before)
+        t_done = self.clock()
         self.active.remove(item)
         errors = {n: (r.stderr.strip() or f"exit {r.rc}")[-200:] for n, r in res.items() if r.rc}
         if errors:
             self.leftovers.append({"fault_id": fid, "kind": f.kind, "hosts": sorted(errors)})
-        return self._rec(fid, f, "end", f.revert_detail, t_sent=t_before, t_done=self.clock(),
-                         **({"error": errors} if errors else {}))
+        t_ref, t_node = effect_time(res, t_before, t_done)
+        return self._rec(fid, f, "end", f.revert_detail, t_ref, t_sent=t_before, t_done=t_done,
+                         t_node=t_node, **({"error": errors} if errors else {}))
 
     def revert_all(self) -> None:
         for fid, _f in list(reversed(self.active)):
@@ -237,6 +271,24 @@ class Runner:
         if key == self._deployed_point and not self.suite.redeploy_each_trial:
             return
         assert self.rf is not None and self._inventory is not None
+        self._pause_sampling(True)
+        try:
+            self._deploy_now(point, trial)
+        finally:
+            self._pause_sampling(False)
+        self._deployed_point = key
+        self._fetch_profiles()
+
+    def _pause_sampling(self, on: bool) -> None:
+        # nothing to observe while ansible (re)starts the daemons; samples then would
+        # only be noise with trial = null
+        if self.observer is not None:
+            self.observer.pause() if on else self.observer.resume()
+        if self.cpu is not None:
+            self.cpu.paused.set() if on else self.cpu.paused.clear()
+
+    def _deploy_now(self, point: Suite, trial: int) -> None:
+        assert self.rf is not None and self._inventory is not None
         if self.opts.deploy:
             self.progress.set(phase="deploying (ansible-playbook)")
             self._event("deploy_start", trial=trial, vars=deploy.deploy_vars(point))
@@ -246,8 +298,6 @@ class Runner:
             self.progress.log(f"deployed in {took:.1f} s")
         else:
             self.restart_all()
-        self._deployed_point = key
-        self._fetch_profiles()
 
     def _fetch_profiles(self) -> None:
         assert self.rf is not None and self.pool is not None
@@ -270,8 +320,10 @@ class Runner:
         self.progress.set(phase="restarting daemons")
         cmds = {h.name: faults.service_cmd("restart") for h in self.hosts}
         res = self.pool.run_many(cmds, timeout_s=60)
-        bad = {n: r.stderr.strip()[-200:] for n, r in res.items() if r.rc}
+        bad = {n: (r.stderr.strip() or r.stdout.strip())[-200:] for n, r in res.items() if r.rc}
         self._event("restart_all", errors=bad or None)
+        for n, msg in bad.items():
+            self.progress.log(f"{n}: restart failed: {msg}")
 
     def cleanup(self) -> dict[str, str]:
         """Revert any leftover fault on every node (``tempo run --cleanup``)."""
@@ -344,6 +396,9 @@ class Runner:
         assert self.rf is not None and self.observer is not None and self.pool is not None
         point = self.suite.at_point(k - 1)
         self.progress.set(trial=k, phase="preparing")
+        self.observer.set_trial(k)
+        if self.cpu is not None:
+            self.cpu.trial = k
         self._ensure_hosts(point)
         self._deploy(point, k)
         self.observer.set_trial(k)
@@ -358,7 +413,9 @@ class Runner:
             ok, master, why = self.wait_healthy(self.suite.healthy_timeout_s)
         t_start = time.time()
         rec: dict[str, Any] = {"trial": k, "t_start": t_start, "point": self.suite.point(k - 1),
-                               "nodes": [h.name for h in self.hosts], "master_before": master}
+                               "nodes": [h.name for h in self.hosts], "master_before": master,
+                               "max_drift_ppm": point.drift.max_ppm,
+                               "round_interval_s": point.daemon["round_interval_s"]}
         if not ok:
             rec.update(t_end=time.time(), outcome="failed", reason=f"cluster not healthy: {why}")
             self.rf.append("trials", rec)
@@ -417,8 +474,10 @@ class Runner:
             rec["leftovers"] = leftovers
         rec.update(self._trial_facts(k, point, resolved, applied, ended, t0, t_end))
         errors = [a.get("error") for a in applied.values() if a.get("error")]
-        if errors and rec.get("outcome") == "ok":
-            rec.update(outcome="failed", reason=f"fault command failed: {errors[0]}")
+        if errors:
+            # the real cause: what follows from a fault that did not happen is noise
+            rec.update(outcome="failed", reason=f"fault command failed: {errors[0]}",
+                       facts_reason=rec.get("reason"))
         self.rf.append("trials", rec)
         self._event("trial_end", trial=k, outcome=rec.get("outcome"))
         self.progress.log(f"trial {k}: {rec.get('outcome')}"
@@ -484,12 +543,15 @@ class Runner:
 
     def run(self) -> int:
         s = self.suite
-        first_point = s.at_point(0)
-        self._ensure_hosts(first_point)
+        if self.on_lab:
+            # lab nodes share this kernel: refuse before creating anything
+            deploy.require_netem(s, local_kernel=True)
+        self._ensure_hosts(s.at_point(0))
         assert self.pool is not None
-        deploy.require_netem(s, local_kernel=self.on_lab, check_remote=lambda cmd: {
-            n: r.rc == 0 for n, r in self.pool.run_many(  # type: ignore[union-attr]
-                {h.name: cmd for h in self.hosts}).items()})
+        if not self.on_lab:
+            deploy.require_netem(s, local_kernel=False, check_remote=lambda cmd: {
+                n: r.rc == 0 for n, r in self.pool.run_many(  # type: ignore[union-attr]
+                    {h.name: cmd for h in self.hosts}).items()})
         if self.opts.resume is not None:
             self.rf = RunFolder.open(self.opts.resume)
             start = self.rf.next_trial(s.n_trials)

@@ -100,14 +100,15 @@ def two_masters_after(samples: Iterable[Sample], t0: float,
 
 
 def settled_t(samples: Iterable[Sample], t0: float, nodes: Iterable[str]) -> tuple[float | None, str | None]:
-    """First sweep after ``t0`` where all ``nodes`` answered and are healthy."""
+    """(time, master) of the first sweep after ``t0`` where all ``nodes`` are healthy."""
     nodes = list(nodes)
     for t, g in sweeps(samples):
         if t < t0:
             continue
         ok, m, _ = health({s["node"]: s for s in g}, nodes)
         if ok:
-            return t, m
+            # the sweep's last sample: only then had every node been seen healthy
+            return max(s["t_ref"] for s in g), m
     return None, None
 
 

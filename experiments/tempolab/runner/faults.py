@@ -27,9 +27,12 @@ PIDFILE = "/run/tempo/tempod.pid"
 CONFIG = "/etc/tempo/tempod.toml"
 PROFILE = "/etc/tempo/drift.toml"
 SERVICE_TOOL = "/opt/tempo/venv/bin/tempod-service"
+STDOUT = "/var/log/tempo/tempod.out"
 
-# the daemon's pid, from the pidfile written by tempod-service; empty when not running
-_PID = f"pid=$(cat {PIDFILE} 2>/dev/null); "
+# the daemon's pid: first line of the pidfile tempod-service writes ("<pid>\nstarttime=N");
+# empty when there is none
+PID_SNIPPET = f"pid=$(head -n 1 {PIDFILE} 2>/dev/null); "
+_PID = PID_SNIPPET
 
 
 def service_cmd(action: str) -> str:
@@ -39,8 +42,9 @@ def service_cmd(action: str) -> str:
     """
     if action not in ("start", "stop", "restart", "status"):
         raise ValueError(f"unknown service action {action!r}")
+    # the same argv as the tempod role's _tempod_service_argv (roles/tempod/vars/main.yml)
     tool = (f"{SERVICE_TOOL} --config {CONFIG} --profile {PROFILE} --pidfile {PIDFILE} "
-            f"{action}")
+            f"--stdout {STDOUT} {action}")
     return ("if command -v systemctl >/dev/null 2>&1 && systemctl cat tempod.service "
             f">/dev/null 2>&1; then systemctl {action} tempod; else {tool}; fi")
 

@@ -34,15 +34,19 @@ def ntp_to_unix(ntp_s: float) -> float:
     return ntp_s - NTP_EPOCH_DELTA_S
 
 
-def build_request(t1_unix_s: float) -> tuple[bytes, bytes]:
-    """A mode-3 NTPv4 request stamped ``t1``; returns (packet, key to match the reply).
+def build_request(nonce: int) -> tuple[bytes, bytes]:
+    """A mode-3 NTPv4 request whose transmit timestamp carries ``nonce``; returns
+    (packet, key to match the reply).
 
-    The key is the 8 raw transmit-timestamp bytes, which a server echoes verbatim as the
-    originate timestamp, so pipelined requests to many nodes match without ambiguity.
+    A server echoes the transmit field verbatim as the originate timestamp, so the 8
+    bytes are a unique key and pipelined requests to many nodes match without
+    ambiguity. Carrying a nonce instead of the send time (as chrony does to hide its
+    clock) lets the caller read t1 *after* building the packet, right before sendto,
+    so packing time does not widen the measured round trip.
     """
-    pkt = ntplib.NTPPacket(version=4, mode=3, tx_timestamp=t1_unix_s + NTP_EPOCH_DELTA_S)
-    data = pkt.to_data()
-    return data, data[_TX_SLICE]
+    key = struct.pack("!Q", nonce & 0xFFFFFFFFFFFFFFFF)
+    # LI 0, version 4, mode 3 -> 0b00_100_011 = 0x23; 39 zero bytes up to the transmit field
+    return b"\x23" + bytes(39) + key, key
 
 
 def reply_key(data: bytes) -> bytes:

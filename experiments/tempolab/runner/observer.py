@@ -14,8 +14,12 @@ It does not know about faults, trials' meaning or the run folder: samples go to 
 from __future__ import annotations
 
 import collections
+import itertools
+import random
 import selectors
 import socket
+import struct
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +29,20 @@ from . import ntpwire
 from .faults import NodeRef
 
 Sample = dict[str, Any]
+
+# Kernel receive timestamps (Linux SO_TIMESTAMPNS = 35, struct timespec of two longs):
+# t4 is then when the reply reached the socket, not when this thread got to read it,
+# which removes the Python scheduling delay from the round trip (and from bound_s).
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform.startswith("linux") else None)
+_TIMESPEC = struct.Struct("@qq")
+
+
+def _kernel_rx_time(ancdata: list) -> float | None:
+    for level, ctype, data in ancdata:
+        if level == socket.SOL_SOCKET and ctype == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            sec, nsec = _TIMESPEC.unpack_from(data)
+            return sec + nsec * 1e-9
+    return None
 
 
 @dataclass
@@ -53,9 +71,13 @@ class Observer:
         self._history: collections.deque[Sample] = collections.deque(maxlen=history)
         self._latest: dict[str, Sample] = {}
         self._stop = threading.Event()
+        self._paused = threading.Event()
         self._thread: threading.Thread | None = None
         self._sweep = 0
         self.sink_errors = 0
+        self.kernel_timestamps = False
+        # random start: replies to an earlier observer's requests can never match
+        self._nonces = itertools.count(random.getrandbits(63))
         self.set_nodes(nodes)
 
     # ---------------------------------------------------------------- control
@@ -69,6 +91,13 @@ class Observer:
 
     def set_trial(self, trial: int | None) -> None:
         self.trial = trial
+
+    def pause(self) -> None:
+        """Stop sending (e.g. while the daemons are being (re)deployed: nothing to observe)."""
+        self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
 
     def start(self) -> "Observer":
         self._thread = threading.Thread(target=self._run, name="observer", daemon=True)
@@ -145,19 +174,30 @@ class Observer:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        kernel_ts = False
+        if SO_TIMESTAMPNS is not None and self.clock is time.time:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                kernel_ts = True
+            except OSError:
+                kernel_ts = False
+        self.kernel_timestamps = kernel_ts
         sel.register(sock, selectors.EVENT_READ)
         pending: dict[bytes, _Pending] = {}
         next_tick = time.monotonic()
         try:
             while not self._stop.is_set():
                 now_m = time.monotonic()
-                if now_m >= next_tick:
+                if now_m >= next_tick and self._paused.is_set():
+                    next_tick = now_m + self.period_s
+                elif now_m >= next_tick:
                     self._sweep += 1
                     with self._lock:
                         nodes = list(self._nodes)
                     for n in nodes:
+                        nonce = next(self._nonces)
+                        data, key = ntpwire.build_request(nonce)
                         t1 = self.clock()
-                        data, key = ntpwire.build_request(t1)
                         try:
                             sock.sendto(data, (n.address, self.port))
                         except OSError as exc:
@@ -175,18 +215,18 @@ class Observer:
                 for _key, _ev in sel.select(timeout=wait):
                     while True:
                         try:
-                            data, addr = sock.recvfrom(2048)
+                            data, anc, _flags, addr = sock.recvmsg(2048, socket.CMSG_SPACE(_TIMESPEC.size))
                         except (BlockingIOError, InterruptedError):
                             break
                         except OSError:
                             break  # ICMP port unreachable surfaces here; the timeout records it
-                        self._reply(data, addr, self.clock(), pending)
+                        t4 = (_kernel_rx_time(anc) if kernel_ts else None) or self.clock()
+                        self._reply(data, addr, t4, pending)
                 now_m = time.monotonic()
                 for key in [k for k, p in pending.items() if p.deadline <= now_m]:
                     self._missing(pending.pop(key), "timeout")
         finally:
-            for p in pending.values():
-                self._missing(p, "observer stopped")
+            # requests still in flight at stop say nothing about the nodes: not recorded
             sel.close()
             sock.close()
 

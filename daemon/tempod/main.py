@@ -1,0 +1,107 @@
+"""``tempod --config FILE [--check] [--foreground]``: the daemon's entry point.
+
+Owns process start-up: parse arguments, load the config (``config``), the key
+(``channel``/``auth``), pick the clock backend (``clocks``/``discipline``), bind the
+sockets and open the event log, then hand over to ``runtime.Runtime``.  Failures are
+one line on stderr: exit 2 for a bad config or key, exit 1 for a bind or log failure
+(the message names the address and port).  It always runs in the foreground;
+daemonizing is systemd's or ``tempod-service``'s job.
+
+Knows nothing about the protocol or the event loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Callable, Sequence
+
+from . import __version__
+from .auth import KeyFileError
+from .channel import Channel
+from .config import DEFAULT_PATH, ConfigError, DaemonConfig, load, to_toml
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_CONFIG = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="tempod",
+        description="Tempo node daemon: Berkeley clock synchronization with Gusella-Zatti election.",
+        epilog="examples:\n  tempod --config /etc/tempo/tempod.toml --check   validate, print the effective config\n"
+               "  tempod-launch --profile /etc/tempo/drift.toml -- tempod --config /etc/tempo/tempod.toml\n\n"
+               "exit status: 0 stopped by SIGTERM/SIGINT, 1 cannot bind or open the log, 2 bad config or key",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default=DEFAULT_PATH, help=f"config file (default {DEFAULT_PATH})")
+    ap.add_argument("--check", action="store_true", help="validate the config and key, print the effective config, exit")
+    ap.add_argument("--foreground", action="store_true",
+                    help="accepted for compatibility: tempod always runs in the foreground")
+    ap.add_argument("--version", action="version", version=f"tempod {__version__}")
+    return ap
+
+
+def make_clock(cfg: DaemonConfig) -> tuple[Callable[[], float], Any]:
+    """(read hardware seconds, discipline) for the configured backend.
+
+    ``process``: this process's clock (libfaketime's drifted clock under tempod-launch)
+    with a SoftwareClock on top.  ``kernel``: the system clock, disciplined through
+    adjtimex (needs CAP_SYS_TIME; real machines only, never the shared lab host).
+    """
+    from .clocks import KernelClock, KernelDiscipline, ProcessClock
+    from .discipline import SoftwareClock
+    n = cfg.node
+    if n.backend == "kernel":
+        kc = KernelClock(allow_write=True)
+        return kc.read_s, KernelDiscipline(kc, n.step_threshold_s, n.freq_max_ppm)
+    pc = ProcessClock.from_environ()
+    return pc.read_s, SoftwareClock(n.slew_max_ppm, n.step_threshold_s, n.freq_max_ppm)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = load(args.config)
+        channel, warnings = Channel.from_key_file(cfg.runtime.key_file, cfg.runtime.key_id,
+                                                  required=cfg.runtime.auth_required, local_name=cfg.node.name)
+    except ConfigError as exc:
+        print(f"tempod: config {args.config}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyFileError as exc:
+        print(f"tempod: config {args.config}: auth.key_file: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    for w in warnings:
+        print(f"tempod: warning: {w}", file=sys.stderr)
+    if args.check:
+        sys.stdout.write(f"# effective config of {args.config} (valid)\n" + to_toml(cfg))
+        return EXIT_OK
+
+    try:
+        read_hw, clock = make_clock(cfg)
+    except (ValueError, OSError) as exc:  # bad drift profile / environment from tempod-launch
+        print(f"tempod: clock backend {cfg.node.backend}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    from .eventlog import EventLog
+    from .runtime import BindError, Runtime, open_sockets
+    try:
+        sockets = open_sockets(cfg)
+    except BindError as exc:
+        print(f"tempod: {exc.strerror}", file=sys.stderr)
+        return EXIT_RUNTIME
+    try:
+        log = EventLog(cfg.runtime.event_log, cfg.node.name, read_hw, lambda: clock.corrected(read_hw()))
+    except OSError as exc:
+        sockets.close()
+        print(f"tempod: cannot open event log {cfg.runtime.event_log}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    with log:
+        for w in warnings:
+            log.write("warning", detail=w)
+        rt = Runtime(cfg, sockets, read_hw, clock, channel, log, backend=cfg.node.backend)
+        return rt.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,391 @@
+"""Run folder -> tables/, figures/, summary.json, summary.md, report.html.
+
+Owns orchestration and file output: it calls :mod:`.tables`, :mod:`.summary` and
+:mod:`.figures`, and writes only inside the run folder.  Every step runs under a guard
+(Jepsen style): a step that crashes makes its section "unknown" in every output and
+the rest of the report is still produced.  It does not define any number itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import io
+import json
+import math
+import traceback
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+import jinja2
+import numpy as np
+import pandas as pd
+
+from . import figures as figs
+from . import summary as summ
+from .load import RunData, load_run
+from .tables import Tables, build_tables, fault_windows
+
+FIGURE_DPI = 110
+
+
+@dataclass
+class FigureOutcome:
+    name: str
+    title: str
+    status: str                    # ok | skipped | unknown
+    message: str = ""
+    caption: str = ""
+    files: list[Path] = field(default_factory=list)
+    png_b64: str = ""
+    axis_labels: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class ReportResult:
+    run_dir: Path
+    summary: dict[str, Any]
+    figures: list[FigureOutcome]
+    files: list[Path]
+    unknown: dict[str, str]
+
+
+class Guard:
+    """Runs steps; a crash is recorded as an unknown section instead of propagating."""
+
+    def __init__(self) -> None:
+        self.unknown: dict[str, str] = {}
+
+    def __call__(self, name: str, fn: Callable[[], Any], fallback: Any) -> Any:
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - Jepsen style: a failing checker is "unknown"
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            self.unknown[name] = f"{type(exc).__name__}: {exc} ({Path(frame.filename).name}:{frame.lineno})"
+            return fallback
+
+
+def to_jsonable(obj: Any) -> Any:
+    """numpy / pandas scalars to plain Python, NaN and inf to None."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if obj is pd.NA or obj is pd.NaT:
+        return None
+    return obj
+
+
+def templates() -> jinja2.Environment:
+    loader = jinja2.FileSystemLoader(str(resources.files("tempolab") / "templates"))
+    return jinja2.Environment(loader=loader, autoescape=jinja2.select_autoescape(["html", "j2"]),
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def markdown_env() -> jinja2.Environment:
+    loader = jinja2.FileSystemLoader(str(resources.files("tempolab") / "templates"))
+    return jinja2.Environment(loader=loader, autoescape=False, undefined=jinja2.StrictUndefined,
+                              trim_blocks=True, lstrip_blocks=True)
+
+
+# --- formatting --------------------------------------------------------------------
+
+def fmt_s(v: Any) -> str:
+    """Seconds with an SI prefix that keeps 3 significant digits."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    v = float(v)
+    a = abs(v)
+    for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns")):
+        if a >= scale or scale == 1e-9:
+            return f"{v / scale:.3g} {unit}"
+    return f"{v:.3g} s"
+
+
+def fmt_pct(v: Any) -> str:
+    return "n/a" if v is None else f"{float(v):.3g} %"
+
+
+def _get(d: Any, *path: str) -> Any:
+    for p in path:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(p)
+    return d
+
+
+def headline_rows(s: dict[str, Any]) -> list[dict[str, str]]:
+    """The headline table shared by summary.md and report.html."""
+    acc, fo, obs, cnt = s.get("accuracy"), s.get("failover"), s.get("observer"), s.get("counts")
+    rows: list[dict[str, str]] = []
+
+    def add(name: str, value: str, how: str, section: Any) -> None:
+        rows.append({"name": name, "value": "unknown" if section is None else value, "how": how})
+
+    ps = _get(acc, "post_sync_skew_s") or {}
+    add("post-sync skew p50 / p95 / p99 / max",
+        " / ".join(fmt_s(ps.get(k)) for k in ("p50", "p95", "p99", "max")),
+        "per round: max - min of each node's first observer offset after the corrections", acc)
+    add("between-round max skew", fmt_s(_get(acc, "between_round_max_skew_s")),
+        "max over observer sweeps within 1.5 round intervals of a round by the current master", acc)
+    wb = _get(acc, "rounds_within_bound") or {}
+    share = wb.get("share")
+    add("rounds within bound", f"{wb.get('within', 0)} of {wb.get('of', 0)}"
+        + (f" ({share:.0%})" if share is not None else ""),
+        "post-sync skew <= 2 max(daemon bound + observer bound) + 2ρ × observer lag", acc)
+    add("max drift ρ", "n/a" if _get(acc, "max_drift_ppm") is None else f"{_get(acc, 'max_drift_ppm'):g} ppm",
+        "largest |rate| in any node's drift profile", acc)
+    for key, label in (("new_master_s", "failover: fault → new master"), ("first_round_s", "failover: fault → first round")):
+        st = _get(fo, key) or {}
+        add(f"{label} p50 / p95 / max", " / ".join(fmt_s(st.get(k)) for k in ("p50", "p95", "max"))
+            + f" (n={st.get('n', 0)})", "from trials.jsonl, filled from daemon logs", fo)
+    cpu = s.get("cpu")
+    if cpu is None:
+        add("CPU", "", "", None)
+    else:
+        for source, roles in sorted(cpu.items()):
+            for role, st in sorted(roles.items()):
+                add(f"CPU {role} ({source}) mean / p95", f"{fmt_pct(st.get('mean'))} / {fmt_pct(st.get('p95'))}",
+                    "% of one core over successive counter samples of one process", cpu)
+    add("observer error bound median / p99",
+        f"{fmt_s(_get(obs, 'bound_s_median'))} / {fmt_s(_get(obs, 'bound_s_p99'))}", "half the NTP probe round trip", obs)
+    if cnt is None:
+        add("counts", "", "", None)
+    else:
+        add("samples / rounds / trials / failovers",
+            f"{cnt['samples']} / {cnt['rounds']} / {cnt['trials']} / {cnt['failovers']}", "rows in the tables", cnt)
+    return rows
+
+
+# --- figures -----------------------------------------------------------------------
+
+CAPTIONS = {
+    "offsets": "Top: each node's corrected clock minus the reference, from the observer (one line per node up to "
+               "12 nodes, otherwise the median and bands across the in-sync nodes). Black ticks at the top mark "
+               "rounds; red shading marks fault windows from faults.jsonl. Middle: each node's distance from the "
+               "median of its sweep (red = ahead, blue = behind, linear colour scale clipped at the 98th percentile); a node turning "
+               "dark is leaving the group; grey cells are nodes that did not answer. Bottom: which node the observer saw as master (LEADER).",
+    "pre_post": "Left: distribution over node-rounds of each node's distance from the round's median offset, from "
+                "the observer's sample just before the round and just after its corrections landed; the dashed "
+                "line is the median error bound (daemon measurement + observer). Right: per round, the spread "
+                "(max - min) before and after, with the round's bound. Post-sync points under the dashed line "
+                "meet the bound.",
+    "skew_growth": "Each point is one observer sweep: the largest difference between two in-sync nodes against "
+                   "the time since the last round's corrections. Clocks that differ by at most ρ each drift apart "
+                   "at no more than 2ρ, so points should stay under the solid line (post-sync median + 2ρΔt).",
+    "failovers": "Per failover (master killed or stopped): time from the fault to the first election candidate, "
+                 "to the new master (daemon log and as first seen by the observer) and to the new master's first "
+                 "round. Boxes show quartiles across trials.",
+    "cpu": "CPU time of each daemon process as a percent of one core over each interval between two counter "
+           "samples. Left: by role and source (proc = runner's /proc sampler, daemon = the daemon's own cpu "
+           "events). Middle: each node's median, diamond = while master. Right (scale runs): mean against "
+           "cluster size.",
+    "drift": "Per trial: post-sync skew p95 and between-round max skew against the trial's largest drift rate; "
+             "the dashed line is the drift-only bound 2ρ × round interval.",
+}
+TITLES = {
+    "offsets": "Offsets from the reference over time",
+    "pre_post": "Pre-sync and post-sync offsets per round",
+    "skew_growth": "Maximum pairwise skew against time since the last round",
+    "failovers": "Failover times",
+    "cpu": "CPU utilization",
+    "drift": "Accuracy against drift rate",
+}
+
+
+def render_figure(name: str, make: Callable[[], Any], out_dir: Path | None) -> FigureOutcome:
+    import matplotlib.pyplot as plt
+
+    outcome = FigureOutcome(name=name, title=TITLES.get(name, name), status="ok", caption=CAPTIONS.get(name, ""))
+    try:
+        fig = make()
+    except figs.NotApplicable as exc:
+        outcome.status, outcome.message = "skipped", str(exc)
+        return outcome
+    except Exception as exc:  # noqa: BLE001 - a broken figure must not break the report
+        outcome.status, outcome.message = "unknown", f"{type(exc).__name__}: {exc}"
+        return outcome
+    try:
+        outcome.axis_labels = [(ax.get_xlabel(), ax.get_ylabel()) for ax in fig.axes]
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=FIGURE_DPI)
+        outcome.png_b64 = base64.b64encode(buf.getvalue()).decode("ascii")
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
+            png.write_bytes(buf.getvalue())
+            fig.savefig(svg, format="svg")
+            outcome.files = [png, svg]
+    except Exception as exc:  # noqa: BLE001
+        outcome.status, outcome.message = "unknown", f"saving failed: {type(exc).__name__}: {exc}"
+    finally:
+        plt.close(fig)
+    return outcome
+
+
+def run_t0(run: RunData, t: Tables) -> float:
+    started = run.manifest.get("started")
+    if isinstance(started, (int, float)) and math.isfinite(started):
+        return float(started)
+    if isinstance(started, str):
+        try:
+            return dt.datetime.fromisoformat(started).timestamp()
+        except ValueError:
+            pass
+    return float(t.samples["t_ref"].min()) if len(t.samples) else 0.0
+
+
+def run_figures(run: RunData, t: Tables, guard: Guard, out_dir: Path | None,
+                enabled: bool = True) -> list[FigureOutcome]:
+    palette = figs.node_palette(run.nodes)
+    t0 = run_t0(run, t)
+    rho = guard("drift", lambda: summ.max_drift_ppm(run), math.nan)
+    t_last = float(t.samples["t_ref"].max()) if len(t.samples) else t0
+    windows = guard("fault_windows", lambda: fault_windows(t.faults, t_last),
+                    pd.DataFrame(columns=["kind", "targets", "t_start", "t_end", "closed"]))
+    rs = guard("round_summary", lambda: summ.round_summary(t.rounds, rho), summ.round_summary(t.rounds.iloc[0:0], rho))
+    levels = guard("trial_levels", lambda: summ.trial_levels(run, t),
+                   pd.DataFrame(columns=["trial", "drift_ppm", "cluster_size"]))
+    between = summ.between_round_sweeps(t.sweeps, t.round_interval_s)
+    others = t.sweeps.drop(between.index).dropna(subset=["max_skew_s", "since_round_s"]) if len(t.sweeps) else t.sweeps
+    post_p50 = float(rs["post_skew_s"].median()) if rs["post_skew_s"].notna().any() else None
+
+    def cpu_fig():
+        by_size = figs.cpu_by_size(t.cpu, levels) if summ.is_scale(run, levels) else None
+        return figs.fig_cpu(t.cpu, palette, by_size)
+
+    makers = {
+        "offsets": lambda: figs.fig_offsets(t.samples, t.sweeps, t.rounds, windows, palette, t0),
+        "pre_post": lambda: figs.fig_pre_post(t.rounds, rs, t0),
+        "skew_growth": lambda: figs.fig_skew_growth(between, others, rho, t.round_interval_s, post_p50),
+        "failovers": lambda: figs.fig_failovers(t.failovers),
+        "cpu": cpu_fig,
+        "drift": lambda: figs.fig_drift(levels, t.round_interval_s),
+    }
+    if not enabled:
+        return [FigureOutcome(name, TITLES[name], "skipped", "figures disabled by the caller") for name in makers]
+    return [render_figure(name, make, out_dir) for name, make in makers.items()]
+
+
+# --- tables ------------------------------------------------------------------------
+
+def _parquet_available() -> bool:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def write_table(df: pd.DataFrame, out_dir: Path, name: str, parquet: bool, guard: Guard) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = [out_dir / f"{name}.csv"]
+    df.to_csv(files[0], index=False)
+    if parquet:
+        def write_pq() -> Path:
+            p = out_dir / f"{name}.parquet"
+            flat = df.copy()
+            for c in flat.columns:
+                if flat[c].dtype == object:
+                    # mixed / nested values (lists, dicts): JSON text keeps them readable
+                    flat[c] = flat[c].map(lambda v: v if v is None or isinstance(v, str) else json.dumps(to_jsonable(v)))
+            flat.to_parquet(p, index=False)
+            return p
+        p = guard(f"parquet:{name}", write_pq, None)
+        if p is not None:
+            files.append(p)
+    return files
+
+
+def html_tables(t: Tables, rs: pd.DataFrame, levels: pd.DataFrame) -> list[dict[str, str]]:
+    out = []
+
+    def add(title: str, df: pd.DataFrame, note: str = "", limit: int = 60) -> None:
+        if df is None or df.empty:
+            return
+        shown = df.head(limit)
+        more = f" Showing the first {limit} of {len(df)} rows." if len(df) > limit else ""
+        out.append({"title": title, "note": note + more,
+                    "html": shown.to_html(index=False, float_format=lambda v: f"{v:.6g}", na_rep="", border=0)})
+
+    add("Rounds (one row per round)", rs, "Spreads are max - min of the observer offsets of the round's nodes.")
+    add("Failovers", t.failovers)
+    add("Trials", levels)
+    if len(t.cpu):
+        cpu = (t.cpu.dropna(subset=["cpu_pct"]).groupby(["source", "node", "role"], as_index=False)["cpu_pct"]
+               .agg(["count", "mean", "median", "max"]))
+        add("CPU per node and role (% of one core)", cpu if isinstance(cpu, pd.DataFrame) else pd.DataFrame(), limit=80)
+    return out
+
+
+# --- the report --------------------------------------------------------------------
+
+def build_report(run_dir: str | Path, write: bool = True, figures: bool = True) -> ReportResult:
+    """Analyse a run folder.  Raises :class:`NotARunFolder` for a path that is not one;
+    any other problem ends up in the outputs (``missing`` / ``unknown``).
+
+    ``write=False`` computes everything without touching the folder; ``figures=False``
+    skips drawing (the figures are the slow part: ~1-3 s each)."""
+    run = load_run(run_dir)
+    guard = Guard()
+    t = build_tables(run, guard)
+    problems = list(run.problems) + list(t.problems)
+    rho = guard("drift", lambda: summ.max_drift_ppm(run), math.nan)
+    rs = guard("round_summary", lambda: summ.round_summary(t.rounds, rho), pd.DataFrame())
+    levels = guard("trial_levels", lambda: summ.trial_levels(run, t), pd.DataFrame())
+
+    sections = {
+        "counts": lambda: summ.counts_section(run, t),
+        "accuracy": lambda: summ.accuracy_section(run, t),
+        "failover": lambda: summ.failover_section(t),
+        "cpu": lambda: summ.cpu_section(t),
+        "observer": lambda: summ.observer_section(t),
+    }
+    summary: dict[str, Any] = {
+        "run": run.name,
+        "suite": run.suite_name,
+        "generated": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    for name, fn in sections.items():
+        summary[name] = guard(name, fn, None)
+
+    files: list[Path] = []
+    root = run.path
+    fig_dir = root / "figures" if write else None
+    outcomes = run_figures(run, t, guard, fig_dir, enabled=figures)
+    for f in outcomes:
+        files += f.files
+    summary["figures"] = {f.name: f.status if f.status == "ok" else f"{f.status}: {f.message}" for f in outcomes}
+    summary["missing"] = problems
+    summary["unknown"] = dict(guard.unknown)
+    summary = to_jsonable(summary)
+
+    if write:
+        parquet = _parquet_available()
+        tdir = root / "tables"
+        for name, df in (("samples", t.samples), ("sweeps", t.sweeps), ("rounds", t.rounds), ("round_summary", rs),
+                         ("failovers", t.failovers), ("cpu", t.cpu), ("trials", levels)):
+            files += guard(f"table:{name}", lambda df=df, name=name: write_table(df, tdir, name, parquet, guard), [])
+        summary["unknown"] = to_jsonable(dict(guard.unknown))
+        (root / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n")
+        files.append(root / "summary.json")
+        ctx = {
+            "run_name": run.name, "suite": run.suite_name, "manifest": run.manifest,
+            "counts": summary.get("counts"), "headline": headline_rows(summary), "unknown": summary["unknown"],
+            "problems": problems, "figures": outcomes, "skipped": [f for f in outcomes if f.status == "skipped"],
+            "parquet": parquet, "table_files": sorted({p.stem for p in files if p.parent == tdir}),
+            "html_tables": guard("html_tables", lambda: html_tables(t, rs, levels), []),
+            "manifest_json": json.dumps(run.manifest, indent=2, sort_keys=True, default=str),
+        }
+        (root / "summary.md").write_text(markdown_env().get_template("summary.md.j2").render(**ctx))
+        (root / "report.html").write_text(templates().get_template("report.html.j2").render(**ctx))
+        files += [root / "summary.md", root / "report.html"]
+    return ReportResult(run_dir=root, summary=summary, figures=outcomes, files=files, unknown=dict(guard.unknown))

@@ -1,0 +1,90 @@
+"""``tempo deploy``: run one of the project's playbooks with ``ansible-playbook``.
+
+Thin wrapper: picks the inventory (the local lab's by default), the playbook
+(``playbooks/<name>.yml``), the repo's ``ansible.cfg``, passes extra ``-e`` vars and
+any further arguments through, and prints the elapsed time and the PLAY RECAP.  It
+knows nothing about what the playbooks do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .errors import EnvironmentProblem
+
+REPO = Path(__file__).resolve().parents[2]
+PLAYBOOKS = ("deploy", "start", "stop", "collect", "teardown")
+
+EXAMPLES = """examples:
+  tempo deploy                                   # libfaketime + tempod on the lab `tslab`
+  tempo deploy --playbook collect -e collect_dir=results/collected/now
+  tempo deploy --name tlab2 -e tempod_round_interval_s=5
+  tempo deploy --inventory inventory/vagrant/hosts.yml -- --limit n1 --check
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "deploy",
+        help="run a deployment playbook (deploy, start, stop, collect, teardown) with ansible-playbook",
+        description=__doc__,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--playbook", "-p", choices=PLAYBOOKS, default="deploy", help="which playbook (default deploy)")
+    p.add_argument("--inventory", "-i", help="inventory file or folder (default: the lab's, see --name)")
+    p.add_argument("--name", default="tslab", help="lab whose generated inventory to use (default tslab)")
+    p.add_argument("-e", "--extra-vars", action="append", default=[], metavar="VARS",
+                   help="extra variables, as for ansible-playbook (repeatable)")
+    p.add_argument("ansible_args", nargs=argparse.REMAINDER, help="after --: passed to ansible-playbook unchanged")
+    p.set_defaults(func=run)
+
+
+def ansible_playbook_path() -> str:
+    here = Path(sys.executable).parent / "ansible-playbook"
+    if here.exists():
+        return str(here)
+    found = shutil.which("ansible-playbook")
+    if not found:
+        raise EnvironmentProblem("ansible-playbook not found; run `bash scripts/bootstrap.sh`")
+    return found
+
+
+def build_argv(args: argparse.Namespace) -> list[str]:
+    if args.inventory:
+        inventory = Path(args.inventory)
+        if not inventory.exists():
+            raise EnvironmentProblem(f"inventory {inventory} does not exist")
+    else:
+        from .lab import plan
+
+        inventory = plan.inventory_path(plan.validate_name(args.name), REPO)
+        if not inventory.exists():
+            raise EnvironmentProblem(
+                f"no inventory for lab {args.name!r} ({inventory}); start it with `tempo lab up --nodes 3"
+                + ("" if args.name == "tslab" else f" --name {args.name}") + "` or give --inventory"
+            )
+    argv = [ansible_playbook_path(), "-i", str(inventory), str(REPO / "playbooks" / f"{args.playbook}.yml")]
+    for ev in args.extra_vars:
+        argv += ["-e", ev]
+    rest = list(args.ansible_args)
+    if rest and rest[0] == "--":
+        rest = rest[1:]
+    return argv + rest
+
+
+def run(args: argparse.Namespace) -> int:
+    argv = build_argv(args)
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
+    print("==>", " ".join(argv[1:]), flush=True)
+    t0 = time.monotonic()
+    rc = subprocess.run(argv, cwd=REPO, env=env).returncode
+    print(f"tempo deploy: {args.playbook} {'succeeded' if rc == 0 else f'failed (exit {rc})'} "
+          f"in {time.monotonic() - t0:.1f} s", flush=True)
+    return rc

@@ -1,0 +1,219 @@
+"""Node glue: rounds, ACK/retransmit, duplicates, purge, status schema, control messages.
+
+A tiny in-memory cluster wires several real ``Node`` cores together with a fixed
+one-way delay and perfect clocks offset by known amounts (``SoftwareClock`` on a shared
+true time), so each test can assert exactly what every node saw.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+
+import pytest
+
+from tempod.actions import Broadcast, Log, Reply, Send
+from tempod.discipline import SoftwareClock
+from tempod.election import State
+from tempod.node import Node
+from tempod.nodeconfig import NodeConfig, Peer
+from tempod.wire import Message, MsgType
+
+
+class Cluster:
+    """Nodes n1..nN; hw_i(t) = t + offset_i; delay d each way; `drop(src, dst, type)` filter."""
+
+    def __init__(self, offsets: list[float], delay: float = 0.001, seed: int = 1, **cfg):
+        names = [f"n{i + 1}" for i in range(len(offsets))]
+        peers = [Peer(n, f"10.0.0.{i + 1}") for i, n in enumerate(names)]
+        self.offsets = dict(zip(names, offsets))
+        self.delay = delay
+        self.t = 0.0
+        self.q: list = []
+        self.k = 0
+        self.logs: list[tuple[float, str, Log]] = []
+        self.drop = lambda src, dst, msg: False
+        self.down: set[str] = set()
+        self.nodes: dict[str, Node] = {}
+        rng = random.Random(seed)
+        for i, n in enumerate(names):
+            c = NodeConfig(n, peers=tuple(peers[:i] + peers[i + 1:]), **cfg)
+            self.nodes[n] = Node(c, SoftwareClock(), random.Random(rng.random()), self.hw(n))
+
+    def hw(self, n: str) -> float:
+        return self.t + self.offsets[n]
+
+    def clk(self, n: str) -> float:
+        return self.nodes[n].clock.corrected(self.hw(n))
+
+    def _emit(self, src: str, acts) -> None:
+        for a in acts:
+            if isinstance(a, Log):
+                self.logs.append((self.t, src, a))
+            elif isinstance(a, Send):
+                self._push(src, a.to, a.msg)
+            elif isinstance(a, Broadcast):
+                for p in self.nodes:
+                    if p != src:
+                        self._push(src, p, a.msg)
+
+    def _push(self, src, dst, msg) -> None:
+        if self.drop(src, dst, msg):
+            return
+        self.k += 1
+        heapq.heappush(self.q, (self.t + self.delay, self.k, dst, msg))
+
+    def run_until(self, t_end: float) -> None:
+        while True:
+            timers = [(n.next_deadline() - self.offsets[name], name) for name, n in self.nodes.items()
+                      if n.next_deadline() is not None and name not in self.down]
+            nt = min(timers) if timers else (float("inf"), "")
+            nq = self.q[0][0] if self.q else float("inf")
+            if min(nt[0], nq) > t_end:
+                self.t = t_end
+                return
+            if nq <= nt[0]:
+                self.t, _, dst, msg = heapq.heappop(self.q)
+                if dst not in self.down:
+                    self._emit(dst, self.nodes[dst].handle_message(msg, ("10.0.0.9", 525), self.hw(dst)))
+            else:
+                self.t = max(self.t, nt[0])
+                name = nt[1]
+                node = self.nodes[name]
+                self._emit(name, node.handle_timer(max(self.hw(name), node.next_deadline())))
+
+    def events(self, ev: str, node: str | None = None) -> list[dict]:
+        return [l.fields for _, n, l in self.logs if l.event == ev and (node is None or n == node)]
+
+    def master(self) -> str:
+        leaders = [n for n, x in self.nodes.items() if x.state is State.LEADER and n not in self.down]
+        assert len(leaders) == 1, leaders
+        return leaders[0]
+
+
+def test_cluster_elects_one_master_and_synchronizes():
+    c = Cluster([0.0, 0.004, -0.003, 0.001])   # < 5 ms: slewed away within one 10 s round
+    c.run_until(60.0)
+    m = c.master()
+    for n, node in c.nodes.items():
+        assert node.master == m
+    rounds = c.events("round", m)
+    assert len(rounds) >= 4
+    last = rounds[-1]
+    assert {f["name"] for f in last["followers"]} == set(c.nodes) - {m}
+    for f in last["followers"]:
+        assert f["rtt_s"] == pytest.approx(2 * c.delay, abs=1e-6)
+        assert abs(f["offset_s"]) <= f["bound_s"] + 1e-3   # converging; slew is 500 ppm
+    clks = [c.clk(n) for n in c.nodes]
+    assert max(clks) - min(clks) < 2e-3
+    st = c.nodes[m].status(c.hw(m))
+    assert st["state"] == "LEADER" and st["synchronized"] and st["round"] == last["round"]
+    assert {p["name"] for p in st["peers"]} == set(c.nodes) - {m}
+    for key in ("rx", "tx", "malformed", "bad_auth", "replayed", "send_errors", "retransmits", "duplicates"):
+        assert key in st["counters"]
+    assert set(st["clock"]) == {"hw_s", "clk_s", "adjust_s", "freq_ppm", "slew_remaining_s"}
+    f = next(n for n in c.nodes if n != m)
+    assert c.nodes[f].status(c.hw(f))["synchronized"]
+    adj = c.events("adjust", f)
+    assert adj[0]["kind"] == "settime" and adj[-1]["kind"] == "adjtime"
+
+
+def test_round_is_bounded_when_a_follower_never_answers_and_it_is_purged():
+    c = Cluster([0.0, 0.0, 0.0], purge_after_missed=2)
+    c.run_until(30.0)
+    m = c.master()
+    victim = next(n for n in c.nodes if n != m)
+    c.down.add(victim)
+    c.run_until(30.0 + 3 * 10.0 + 1.0)
+    cfg = c.nodes[m].cfg
+    late = [r for r in c.events("round", m) if r["round"] > 3]
+    for r in late:
+        assert r["duration_s"] <= (cfg.probes_per_round + 1) * cfg.probe_timeout_s + 1e-9
+    purges = c.events("purge", m)
+    assert [p["peer"] for p in purges] == [victim]
+    assert victim not in c.nodes[m].followers
+
+
+def test_lost_ack_retransmits_and_duplicate_is_not_applied_twice():
+    c = Cluster([0.0, 0.02])
+    dropped = []
+
+    def drop(src, dst, msg):
+        # drop the first ACK of an ADJTIME round trip once
+        if msg.type == MsgType.ACK and not dropped and c.nodes[dst].state is State.LEADER \
+                and c.events("round") and len(c.events("round")) >= 2:
+            dropped.append(msg)
+            return True
+        return False
+
+    c.drop = drop
+    c.run_until(45.0)
+    assert dropped
+    m = c.master()
+    f = next(n for n in c.nodes if n != m)
+    assert c.nodes[m].counters["retransmits"] >= 1
+    assert c.nodes[f].counters["duplicates"] >= 1
+    # every correction the master sent was applied exactly once
+    assert len(c.events("adjust", f)) == len(c.events("round", m))
+
+
+def test_control_messages_answered_with_replies():
+    c = Cluster([0.0, 0.0])
+    c.run_until(20.0)
+    m = c.master()
+    node = c.nodes[m]
+    src = ("127.0.0.1", 40000)
+    (r,) = node.handle_message(Message(MsgType.STATUS_REQ, 7, "tempoctl"), src, c.hw(m))
+    assert isinstance(r, Reply) and r.addr == src and r.msg.type == MsgType.STATUS
+    assert r.msg.seq == 7 and r.msg.data["name"] == m
+    (r,) = node.handle_message(Message(MsgType.MSITEREQ, 8, "tempoctl"), src, c.hw(m))
+    assert r.msg.type == MsgType.MSITE and r.msg.target == m
+    out = node.handle_message(Message(MsgType.TRACEON, 9, "tempoctl"), src, c.hw(m))
+    assert node.trace and isinstance(out[0], Reply)
+    assert node.command("msite", None, c.hw(m))[0].fields["master"] == m
+    with pytest.raises(ValueError):
+        node.command("bogus", None, 0.0)
+
+
+def test_forced_election_and_unknown_sender_ignored():
+    c = Cluster([0.0, 0.0, 0.0])
+    c.run_until(20.0)
+    m = c.master()
+    f = next(n for n in c.nodes if n != m)
+    node = c.nodes[f]
+    before = node.counters["ignored"]
+    assert node.handle_message(Message(MsgType.MASTERUP, 1, "intruder"), ("1.2.3.4", 525), c.hw(f)) == []
+    assert node.counters["ignored"] == before + 1
+    out = node.command("election", None, c.hw(f))
+    assert node.state is State.CANDIDATE
+    assert any(isinstance(a, Broadcast) and a.msg.type == MsgType.ELECTION for a in out)
+    node.handle_send_error("n1", 0.0)
+    assert node.counters["send_errors"] == 1
+
+
+def test_startup_actions_come_from_first_timer():
+    c = NodeConfig("n1", peers=(Peer("n2", "x"),))
+    node = Node(c, SoftwareClock(), random.Random(1), 100.0)
+    assert node.next_deadline() == 100.0
+    out = node.handle_timer(100.0)
+    assert any(isinstance(a, Broadcast) and a.msg.type == MsgType.MASTERREQ for a in out)
+    assert node.next_deadline() > 100.0
+
+
+def test_purged_follower_rejoins_on_masterup():
+    c = Cluster([0.0, 0.0, 0.0], purge_after_missed=2)
+    c.run_until(25.0)
+    m = c.master()
+    victim = next(n for n in c.nodes if n != m)
+    mute = [True]
+    c.drop = lambda src, dst, msg: mute[0] and src == victim and msg.type == MsgType.PROBE_REPLY
+    c.run_until(50.0)
+    assert [p["peer"] for p in c.events("purge", m)] == [victim]
+    assert c.nodes[victim].state is State.FOLLOWER      # MASTERUP kept it from standing
+    mute[0] = False
+    n_adj = len(c.events("adjust", victim))
+    c.run_until(75.0)
+    assert [j["peer"] for j in c.events("join", m)][-1] == victim
+    assert victim in c.nodes[m].followers
+    assert len(c.events("adjust", victim)) > n_adj
+    assert c.master() == m

@@ -1,0 +1,115 @@
+"""Simulator: determinism, invariant sweep over seeds x fault mixes, accuracy at 10% drift,
+returning-master step-down, ineligible nodes, and the ``tempo sim`` CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tempod.sim import SimConfig, Simulation, run
+
+MIXES = [("kill-master",), ("pause-master",), ("partition",), ("loss",),
+         ("kill-master", "pause-master", "partition", "loss"), ("partition", "kill-master"),
+         ("pause-master", "partition")]
+
+
+def _strip_perf(r: dict) -> dict:
+    return {k: v for k, v in r.items() if k != "perf"}
+
+
+def test_same_seed_same_output_and_seed_matters():
+    sc = SimConfig(nodes=5, duration_s=400, seed=11, loss=0.05, jitter_ms=0.5,
+                   faults=("kill-master",), wire=True)
+    a, b = run(sc), run(sc)
+    assert json.dumps(_strip_perf(a), sort_keys=True) == json.dumps(_strip_perf(b), sort_keys=True)
+    c = run(SimConfig(nodes=5, duration_s=400, seed=12, loss=0.05, jitter_ms=0.5,
+                      faults=("kill-master",), wire=True))
+    assert json.dumps(_strip_perf(a), sort_keys=True) != json.dumps(_strip_perf(c), sort_keys=True)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_invariants_hold_over_seeds_and_fault_mixes(seed):
+    faults = MIXES[seed % len(MIXES)]
+    nodes = (3, 5, 7)[seed % 3]
+    loss = 0.05 if seed % 2 else 0.0
+    r = run(SimConfig(nodes=nodes, duration_s=700, seed=seed, faults=faults, loss=loss,
+                      jitter_ms=0.5, drift_ppm=1000))
+    bad = {k: v["first_violation"] for k, v in r["invariants"].items() if not v["ok"]}
+    assert r["ok"], f"seed {seed} faults {faults}: {bad}"
+    assert all(v["checks"] > 0 for v in r["invariants"].values())
+    for fo in r["figures"]["failovers"]:
+        assert fo["new_master"] is not None, fo
+        assert fo["to_new_master_s"] <= r["config"]["settle_s"]
+
+
+def test_ten_percent_drift_ten_second_rounds_skew_well_under_1ms():
+    r = run(SimConfig(nodes=7, duration_s=900, seed=5, drift_ppm=100_000, round_interval_s=10.0))
+    assert r["ok"], r["invariants"]
+    f = r["figures"]
+    assert f["post_sync_skew_s"]["n"] >= 50
+    assert f["post_sync_skew_s"]["max"] < 0.2e-3
+    assert f["between_rounds_skew_max_s"] < 0.5e-3
+
+
+def test_returning_paused_master_steps_down():
+    sim = Simulation(SimConfig(nodes=5, duration_s=200, seed=4, faults=("pause-master",)))
+    r = sim.run()
+    assert r["ok"]
+    (start,) = [x for x in r["faults"] if x["kind"] == "pause-master"]
+    (resume,) = [x for x in r["faults"] if x["kind"] == "resume"]
+    old = start["target"]
+    new = r["figures"]["failovers"][0]["new_master"]
+    assert new != old
+    after = [(t, to) for (t, n, _f, to) in sim.state_log if n == old and t >= resume["t"]]
+    assert after and after[-1][1] == "FOLLOWER"
+    assert sim.nodes[sim.index[old]].node.master == new
+    assert sim.nodes[sim.index[new]].node.state.value == "LEADER"
+
+
+def test_ineligible_nodes_never_lead():
+    inel = ("n1", "n2", "n3")
+    for seed in range(5):
+        sim = Simulation(SimConfig(nodes=5, duration_s=500, seed=seed, ineligible=inel,
+                                   faults=("kill-master",)))
+        r = sim.run()
+        assert r["ok"], r["invariants"]
+        assert not [x for x in sim.state_log if x[1] in inel and x[3] in ("LEADER", "CANDIDATE", "CONFLICT")]
+    # nobody eligible: nobody ever leads, and that is not a "stuck" violation
+    sim = Simulation(SimConfig(nodes=3, duration_s=100, seed=1, ineligible=("n1", "n2", "n3")))
+    r = sim.run()
+    assert r["ok"] and not sim.rounds
+
+
+def test_config_errors_are_clear():
+    with pytest.raises(ValueError, match="unknown fault"):
+        SimConfig(faults=("meteor",))
+    with pytest.raises(ValueError, match="too short"):
+        Simulation(SimConfig(duration_s=50, faults=("kill-master",)))
+
+
+def test_cli_human_json_and_exit_codes(capsys, monkeypatch):
+    from tempolab import cli
+
+    assert cli.main(["sim", "--nodes", "3", "--duration", "120", "--seed", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "invariant one_master" in out and "post-sync skew" in out and out.rstrip().endswith("OK")
+    assert cli.main(["sim", "--nodes", "3", "--duration", "120", "--seed", "2", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] and data["config"]["nodes"] == 3
+    assert cli.main(["sim", "--duration", "30", "--faults", "partition"]) == 2
+    assert "too short" in capsys.readouterr().err
+
+    import tempod.sim as simpkg
+    real = simpkg.run
+
+    def failing(sc):
+        r = real(sc)
+        r["ok"] = False
+        r["invariants"]["one_master"] = {"ok": False, "checks": 1,
+                                         "first_violation": {"seed": sc.seed, "t": 1.0, "detail": "x"}}
+        return r
+
+    monkeypatch.setattr(simpkg, "run", failing)
+    assert cli.main(["sim", "--nodes", "3", "--duration", "60"]) == 1
+    assert "INVARIANT FAILED" in capsys.readouterr().out
