@@ -40,3 +40,15 @@ def pytest_runtest_setup(item):
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    # Under CI every skip is a failure, not only the lab marker's: a skipif on a
+    # missing tool (sntp, tshark) would otherwise let CI pass without the check.
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("TEMPO_REQUIRE_LAB") == "1" and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.longrepr = f"TEMPO_REQUIRE_LAB=1 turns this skip into a failure: {reason}"

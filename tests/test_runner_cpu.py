@@ -63,3 +63,22 @@ def test_sampler_records_role_and_errors():
                        "utime_s": 2.5, "stime_s": 0.75}
     assert recs[1]["error"] == "not running" and recs[1]["pid"] is None
     assert "connection reset" in recs[2]["error"]
+
+
+def test_a_pause_in_the_middle_of_a_sweep_drops_the_straddling_reading_and_the_rest():
+    sunk: list[dict] = []
+    s = None
+    restarts = [True]
+
+    def run(node: str, cmd: str) -> str:
+        if node == "n2" and restarts:  # the runner starts a restart while n2 is being read
+            restarts.pop()
+            s.paused.set()
+        return f"pid 7\n100\n{STAT}\n"
+
+    s = cpu.CpuSampler(["n1", "n2", "n3"], run, sunk.append, lambda n: "FOLLOWER", 1.0)
+    s.sample_once()
+    assert [r["node"] for r in sunk] == ["n1"]
+    s.paused.clear()
+    s.sample_once()
+    assert [r["node"] for r in sunk] == ["n1", "n1", "n2", "n3"]

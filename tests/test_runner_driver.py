@@ -206,8 +206,8 @@ def test_interrupt_reverts_faults_keeps_data_and_resume_finishes(fake_cluster, t
 
     real_apply = driver.FaultSet.apply
 
-    def apply_then_interrupt(self, f):
-        rec = real_apply(self, f)
+    def apply_then_interrupt(self, f, **kw):
+        rec = real_apply(self, f, **kw)
         raise KeyboardInterrupt  # Ctrl-C right after the fault went in
 
     monkeypatch.setattr(driver.FaultSet, "apply", apply_then_interrupt)

@@ -77,6 +77,9 @@ def test_ssh_pool_cpu_and_signal_faults_on_real_nodes(lab):
     hosts = load_hosts(lab.inventory_path)
     refs = [faults.NodeRef(h.name, h.address) for h in hosts]
     with SshPool(hosts) as pool:
+        # the fixture deployed real daemons: stop them, or a dummy pidfile would orphan
+        # them and the next test's restart would find their ports taken
+        pool.run_many({h.name: faults.service_cmd("stop") for h in hosts}, check=True)
         names = {n: r.stdout.strip() for n, r in pool.run_many({h.name: "hostname" for h in hosts}).items()}
         assert names == {"n1": "n1", "n2": "n2", "n3": "n3"}
         pool.run("n1", "rm -f /run/tempo/tempod.pid")

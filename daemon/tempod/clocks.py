@@ -44,9 +44,9 @@ class Discipline(Protocol):
 
     def corrected(self, hw_s: float) -> float: ...
 
-    def adjust(self, delta_s: float, hw_s: float) -> str: ...
+    def adjust(self, delta_s: float, hw_s: float, bound_s: float = 0.0) -> str: ...
 
-    def set_time(self, target_clk_s: float, hw_s: float) -> str: ...
+    def set_time(self, target_clk_s: float, hw_s: float, bound_s: float = 0.0) -> str: ...
 
     def state(self, hw_s: float) -> dict[str, float]: ...
 
@@ -435,6 +435,8 @@ class KernelDiscipline:
         self.fll_min_interval_s = fll_min_interval_s
         self._freq_ppm = backend.timex().freq_ppm
         self._last_hw: float | None = None
+        self._last_bound_s = 0.0
+        self._fll_armed = True
         self._slew_hw = 0.0
         self._slew_s = 0.0
 
@@ -446,21 +448,30 @@ class KernelDiscipline:
         done = KERNEL_SLEW_PPM * 1e-6 * max(0.0, hw_s - self._slew_hw)
         return math.copysign(max(0.0, abs(self._slew_s) - done), self._slew_s)
 
-    def adjust(self, delta_s: float, hw_s: float) -> str:
+    def adjust(self, delta_s: float, hw_s: float, bound_s: float = 0.0) -> str:
+        # Same FLL rules as SoftwareClock (discipline.py): no learning across a set_time,
+        # updates weighted by e^2 / (e^2 + n^2) with n = (b_prev + b) / interval.
         remaining = self._remaining(hw_s)
-        if self._last_hw is not None:
+        if self._last_hw is not None and self._fll_armed:
             interval = hw_s - self._last_hw
             if interval >= self.fll_min_interval_s:
-                f = self._freq_ppm + self.fll_gain * (delta_s - remaining) / interval * 1e6
+                ferr = (delta_s - remaining) / interval
+                noise = (self._last_bound_s + bound_s) / interval
+                w = 1.0 if noise == 0.0 else ferr * ferr / (ferr * ferr + noise * noise)
+                f = self._freq_ppm + self.fll_gain * w * ferr * 1e6
                 f = max(-self.freq_max_ppm, min(self.freq_max_ppm, f))
                 if f != self._freq_ppm:
                     self.backend.set_frequency(f)
                     self._freq_ppm = f
         self._last_hw = hw_s
+        self._last_bound_s = bound_s
+        self._fll_armed = True
         return self._apply(delta_s, hw_s, always_step_forward=False)
 
-    def set_time(self, target_clk_s: float, hw_s: float) -> str:
+    def set_time(self, target_clk_s: float, hw_s: float, bound_s: float = 0.0) -> str:
         self._last_hw = hw_s
+        self._last_bound_s = bound_s
+        self._fll_armed = False
         return self._apply(target_clk_s - hw_s, hw_s, always_step_forward=True)
 
     def _apply(self, delta: float, hw_s: float, *, always_step_forward: bool) -> str:

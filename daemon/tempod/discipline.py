@@ -27,9 +27,14 @@ Rules
   against the clock as it reads now, which already includes the part of the old slew
   that was applied, so the unapplied rest would be counted twice. The discarded rest is
   reported to listeners (``ClockChange.discarded_s``).
-* ``set_time(target)`` (SETTIME) is ``adjust(target - clk)`` except that any forward
-  correction is stepped, whatever its size. It does not teach the frequency loop (an
-  absolute set usually means the reference changed); it restarts the loop's interval.
+* ``set_time(target)`` (SETTIME) makes clk read ``target`` as fast as the never-backwards
+  rule allows: any forward correction is stepped, whatever its size, and any backward
+  one is absorbed at the hold rate (half speed), whatever its size -- a SETTIME says the
+  clock is wrong now, so even a small backward correction must not take |delta| / 500
+  ppm (28 s for 14 ms) to absorb. It does not teach the frequency loop (an absolute set
+  usually means the reference changed), and the *next* correction does not either: its
+  interval starts at a set whose error is unknown (ntpd likewise never computes a
+  frequency across a step: after one it starts a fresh frequency measurement interval).
 * Frequency (FLL): between two corrections at hardware times t_{k-1}, t_k the clock
   error grew by ``delta_k - rem_k`` where ``rem_k`` is the part of the previous
   correction not yet applied at t_k. So the rate error per hardware second is
@@ -37,6 +42,15 @@ Rules
   ``+-freq_max_ppm``. With exact corrections and gain 1 a constant rate error is
   cancelled after two corrections. Intervals shorter than ``fll_min_interval_s`` are not
   used (a small measurement error over a short interval is a large frequency error).
+* FLL weighting by the measurement error: each correction may carry its error bound
+  ``bound_s`` (half the round trip of the sample it came from). The frequency estimate
+  of an interval T between corrections with bounds b_{k-1}, b_k is wrong by up to
+  ``n = (b_{k-1} + b_k) / T``; the update is scaled by ``w = e^2 / (e^2 + n^2)`` where
+  ``e`` is the estimate. A frequency error far above the noise is taken at (almost)
+  full gain (convergence after two corrections is kept), one comparable to the noise
+  at half gain, one far below it hardly at all -- so measurement jitter does not turn
+  into frequency jitter between rounds. (chrony weights its regression by each
+  sample's dispersion for the same reason.) Bounds of 0 (the default) give w = 1.
 """
 
 from __future__ import annotations
@@ -128,6 +142,8 @@ class SoftwareClock:
         self._pending = 0.0
         self._slew_rate = self.slew_max
         self._last_correction_hw: float | None = None
+        self._last_bound_s = 0.0          # error bound of the correction that started the interval
+        self._fll_armed = False           # False: the interval started at a set_time (unknown error)
         self._listeners: list[Listener] = []
 
     # -- reading ---------------------------------------------------------------------
@@ -186,34 +202,48 @@ class SoftwareClock:
         self._listeners.remove(fn)
 
     # -- corrections -----------------------------------------------------------------
-    def adjust(self, delta_s: float, hw_s: float) -> str:
-        """Apply a relative correction (ADDED to the clock). Returns "slew", "step" or "hold"."""
+    def adjust(self, delta_s: float, hw_s: float, bound_s: float = 0.0) -> str:
+        """Apply a relative correction (ADDED to the clock). Returns "slew", "step" or "hold".
+
+        ``bound_s`` (>= 0): the correction's error bound, which weights what the
+        frequency loop learns from it (module docstring).
+        """
         _check_finite("delta_s", delta_s)
         _check_finite("hw_s", hw_s)
-        return self._correct(delta_s, hw_s, always_step_forward=False, learn=True)
+        _check_bound(bound_s)
+        return self._correct(delta_s, hw_s, always_step_forward=False, learn=True, bound_s=bound_s)
 
-    def set_time(self, target_clk_s: float, hw_s: float) -> str:
-        """Make the clock read ``target_clk_s`` at ``hw_s``: forward = step, backward = hold/slew."""
+    def set_time(self, target_clk_s: float, hw_s: float, bound_s: float = 0.0) -> str:
+        """Make the clock read ``target_clk_s`` at ``hw_s``: forward = step, backward = hold."""
         _check_finite("target_clk_s", target_clk_s)
         _check_finite("hw_s", hw_s)
+        _check_bound(bound_s)
         delta = target_clk_s - self.corrected(hw_s)
-        return self._correct(delta, hw_s, always_step_forward=True, learn=False)
+        return self._correct(delta, hw_s, always_step_forward=True, learn=False, bound_s=bound_s)
 
-    def _correct(self, delta: float, hw_s: float, *, always_step_forward: bool, learn: bool) -> str:
+    def _correct(self, delta: float, hw_s: float, *, always_step_forward: bool, learn: bool,
+                 bound_s: float) -> str:
         if self._hw_a is not None and hw_s < self._hw_a:
             hw_s = self._hw_a  # a late call is applied at the last anchor: never back in time
         clk_now = self.corrected(hw_s)
         remaining = self.slew_remaining(hw_s)
         old_freq = self._freq
-        if learn and self._last_correction_hw is not None:
+        if learn and self._fll_armed and self._last_correction_hw is not None:
             interval = hw_s - self._last_correction_hw
             if interval >= self.fll_min_interval_s and interval > 0.0:
-                # Error accumulated by the frequency over the interval, per hw second.
+                # Error accumulated by the frequency over the interval, per hw second
+                # (positive: the clock ran slow and must run faster).
                 ferr = (delta - remaining) / interval
-                f = self._freq + self.fll_gain * ferr
+                # Its uncertainty: both ends' measurement errors over the interval.
+                noise = (self._last_bound_s + bound_s) / interval
+                w = 1.0 if noise == 0.0 else ferr * ferr / (ferr * ferr + noise * noise)
+                f = self._freq + self.fll_gain * w * ferr
                 self._freq = max(-self.freq_max, min(self.freq_max, f))
-        # Every correction (set_time included) starts a new FLL interval.
+        # Every correction (set_time included) starts a new FLL interval; one that starts
+        # at a set_time is not learned from (its starting error is unknown).
         self._last_correction_hw = hw_s
+        self._last_bound_s = bound_s
+        self._fll_armed = learn
         # Re-anchor at the current reading; the unapplied rest of the old slew is dropped.
         self._hw_a = hw_s
         self._clk_a = clk_now
@@ -224,7 +254,7 @@ class SoftwareClock:
             self._clk_a = clk_now + delta
             self._pending = 0.0
             self._slew_rate = self.slew_max
-        elif delta < -self.step_threshold_s:
+        elif delta < -self.step_threshold_s or (always_step_forward and delta < 0.0):
             kind = HOLD
             self._pending = delta
             self._slew_rate = self.backward_slew
@@ -244,6 +274,12 @@ class SoftwareClock:
         for fn in list(self._listeners):
             fn(change)
         return kind
+
+
+def _check_bound(bound_s: float) -> None:
+    _check_finite("bound_s", bound_s)
+    if bound_s < 0.0:
+        raise ValueError(f"bound_s: must be >= 0, got {bound_s!r}")
 
 
 def _check_finite(name: str, value: float) -> None:

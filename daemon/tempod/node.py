@@ -24,9 +24,24 @@ Round (master side), bounded in time whatever the followers do:
    get ``missed += 1`` and are purged after ``purge_after_missed``.
 4. Next round at ``round_start + round_interval_s``.
 
-SETTIME carries ``master clk at send + average + rtt/2`` (the follower's target at
-receipt, one-way delay estimated as half the follower's best RTT), so its error is the
-delay asymmetry, like ADJTIME's.
+SETTIME carries two things: ``time_ns`` = ``master clk at send + average + rtt/2`` (the
+absolute target at receipt, TSP's meaning, what tshark shows) and ``data.corr_ns`` =
+``average - offset``, the same correction relative to the follower's own clock reading
+in the best probe exchange.  A follower applies the relative one when present: the
+absolute target is wrong by however long the SETTIME spent between the master's clock
+read and the follower's (scheduling on a loaded host: 14 ms measured in the lab, which
+then taught the frequency loop a bogus 14,000 ppm), while the relative one is wrong
+only by the follower's rate error times that time (100 ppm x 14 ms = 1.4 us).
+
+Every correction carries its error bound ``data.bound_s`` (half the RTT of the sample):
+the follower reports it as NTP root dispersion and passes it to the frequency loop,
+which weights what it learns by it (discipline.py).
+
+"Synchronized since start": a node's clock counts as synchronized once it has applied
+one correction from a master (or completed one round as master) in this incarnation.
+Before that a FOLLOWER's clock is still its raw hardware clock -- after a restart that
+may be hundreds of ms off -- so ``clock_synced`` is False and the NTP responder says
+"unsynchronized" (docs/architecture.md, NTP state encoding).
 
 Follower side: PROBE from the current master -> PROBE_REPLY with t2 = t3 = corrected
 clock at ``now`` (the core has no hold time); ADJTIME -> ``clock.adjust``; SETTIME ->
@@ -102,6 +117,16 @@ def _ns(s: float) -> int:
     return int(round(s * NS))
 
 
+def _data_bound(msg: Message) -> float:
+    """The error bound a correction carries (``data.bound_s``, s); 0.0 when absent or bad."""
+    if msg.data is None:
+        return 0.0
+    b = msg.data.get("bound_s")
+    if isinstance(b, (int, float)) and not isinstance(b, bool) and b >= 0.0 and b == b and b != float("inf"):
+        return float(b)
+    return 0.0
+
+
 class Node:
     """One Tempo node's protocol core (see the module docstring)."""
 
@@ -131,6 +156,7 @@ class Node:
         self.last_sync_master: str | None = None
         self.last_bound_s: float = 0.0           # error bound of the last correction applied
         self.adjust_count = 0
+        self.clock_synced = False                # applied a correction / ran a round since start
         self._settime_base: dict[tuple[str, int], float] = {}   # (to, seq) -> target - master clk (s)
         self.election = Election(config, rng, now, self.seq.next, self._live_followers)
         self._queued: list[Action] = list(self.election.startup_actions)
@@ -187,7 +213,17 @@ class Node:
         self._count_tx(out)
         return out
 
-    def handle_message(self, msg: Message, src: tuple[str, int], now: float) -> list[Action]:
+    def handle_message(self, msg: Message, src: tuple[str, int], now: float,
+                       rx_hw: float | None = None) -> list[Action]:
+        """Handle one authenticated message at hardware time ``now``.
+
+        ``rx_hw``: the hardware time the datagram *arrived* (the runtime's kernel receive
+        timestamp), when known.  It is used only for the probe timestamps (a PROBE's t2,
+        a PROBE_REPLY's t4), so the time the datagram waited for this process to be
+        scheduled is not counted as network delay; every state change and clock
+        correction happens at ``now``, so the corrected clock never runs backwards.
+        """
+        rx = now if rx_hw is None or rx_hw > now else rx_hw
         counters = self.counters
         counters["rx"] += 1
         t = msg.type
@@ -198,17 +234,15 @@ class Node:
             el = self.election
             if el.state is State.FOLLOWER and el.master == peer:
                 el.heard_master(now)        # == the table's FOLLOWER/ROUND from our master
-                clk_ns = _ns(self.clock.corrected(now))
                 counters["tx"] += 1
-                return [Send(peer, Message(_PROBE_REPLY, self.seq.next(), self.name,
-                                           t1_ns=msg.t1_ns, t2_ns=clk_ns, t3_ns=clk_ns))]
+                return [self._probe_answer(msg, peer, rx, now)]
         elif t is _PROBE_REPLY:
             fi = self.followers.get(peer)
             if fi is None or self.round is None:
                 return []
             fi.last_heard = now
             out: list[Action] = []
-            self._probe_reply(fi, msg, now, out)
+            self._probe_reply(fi, msg, now, out, rx)
             counters["tx"] += len(out)
             return out
         elif t is _ACK:
@@ -258,13 +292,24 @@ class Node:
                 self._add_follower(peer, now, out, rejoin=t in _REJOIN)
         elif st is State.FOLLOWER and self.election.master == peer:
             if t is _PROBE:
-                clk_ns = _ns(self.clock.corrected(now))
-                out.append(Send(peer, Message(_PROBE_REPLY, self.seq.next(), self.name,
-                                              t1_ns=msg.t1_ns, t2_ns=clk_ns, t3_ns=clk_ns)))
+                out.append(self._probe_answer(msg, peer, rx, now))
             elif (t is _ADJTIME or t is _SETTIME) and msg.time_ns is not None:
                 self._apply(msg, peer, now, out)
         self._count_tx(out)
         return out
+
+    def restamp_probe(self, to: str, old_t1_ns: int, new_t1_ns: int) -> None:
+        """The runtime re-stamped an outgoing PROBE's t1 just before ``sendto``.
+
+        The core stamps t1 when it decides to probe; the datagram leaves later (HMAC,
+        other sends of the same fan-out, scheduling), and that wait would count as
+        network delay on the way out only -- an offset error of half of it.  The runtime
+        replaces t1 by the corrected clock right before sending and tells the core here,
+        so the reply (which echoes t1) still matches the outstanding probe.
+        """
+        fi = self.followers.get(to)
+        if fi is not None and fi.out_t1_ns == old_t1_ns and new_t1_ns >= old_t1_ns:
+            fi.out_t1_ns = new_t1_ns
 
     def handle_send_error(self, to: str, now: float) -> None:
         """The runtime could not send to ``to`` (e.g. EPERM from a firewall): count it."""
@@ -359,13 +404,19 @@ class Node:
 
     def _apply(self, msg: Message, peer: str, now: float, out: list[Action]) -> None:
         assert msg.time_ns is not None
+        bound = _data_bound(msg)
         self.adjust_count += 1
         if msg.type == MsgType.ADJTIME:
             delta = msg.time_ns / NS
-            applied = self.clock.adjust(delta, now)
+            applied = self.clock.adjust(delta, now, bound_s=bound)
             kind = "adjtime"
         else:
-            delta = msg.time_ns / NS - self.clock.corrected(now)
+            clk_now = self.clock.corrected(now)
+            corr_ns = msg.data.get("corr_ns") if msg.data is not None else None
+            if isinstance(corr_ns, int) and not isinstance(corr_ns, bool):
+                delta = corr_ns / NS        # relative to our clock: immune to delivery delay
+            else:
+                delta = msg.time_ns / NS - clk_now   # a master without corr_ns: absolute target
             kind = "settime"
             if (self.last_sync_master == peer and self.last_sync_hw is not None
                     and now - self.last_sync_hw <= 2.0 * self.cfg.round_interval_s):
@@ -373,17 +424,15 @@ class Node:
                 # settime_threshold_s within a round (rates up to 10% apart drift 1-2 s per
                 # 10 s round).  Apply it as a relative correction so the frequency loop
                 # learns the rate; set_time never teaches it, and we would stay behind.
-                applied = self.clock.adjust(delta, now)
+                applied = self.clock.adjust(delta, now, bound_s=bound)
             else:
-                applied = self.clock.set_time(msg.time_ns / NS, now)
+                applied = self.clock.set_time(clk_now + delta, now, bound_s=bound)
         if not isinstance(applied, str):
             applied = "step"
         self.last_sync_hw = now
         self.last_sync_master = peer
-        if msg.data is not None:
-            b = msg.data.get("bound_s")
-            if isinstance(b, (int, float)) and not isinstance(b, bool):
-                self.last_bound_s = float(b)
+        self.clock_synced = True
+        self.last_bound_s = bound
         out.append(Send(peer, Message(MsgType.ACK, msg.seq, self.name)))
         freq = getattr(self.clock, "freq_ppm", None)
         if freq is None:
@@ -392,6 +441,12 @@ class Node:
                                   "kind": kind, "applied": applied, "freq_ppm": freq}))
 
     # --- master side: rounds ----------------------------------------------------------
+
+    def _probe_answer(self, msg: Message, peer: str, rx: float, now: float) -> Send:
+        """PROBE_REPLY: t2 = our clock when the probe arrived, t3 = now (the runtime
+        re-stamps t3 right before sendto); the master removes t3 - t2 from the RTT."""
+        return Send(peer, Message(_PROBE_REPLY, self.seq.next(), self.name, t1_ns=msg.t1_ns,
+                                  t2_ns=_ns(self.clock.corrected(rx)), t3_ns=_ns(self.clock.corrected(now))))
 
     def _send_probe(self, fi: FollowerInfo, now: float, out: list[Action], clk: float | None = None) -> None:
         t1 = _ns(self.clock.corrected(now) if clk is None else clk)
@@ -420,18 +475,19 @@ class Node:
         if not self.followers:
             self._finish_round(now, out)
 
-    def _probe_reply(self, fi: FollowerInfo, msg: Message, now: float, out: list[Action]) -> None:
+    def _probe_reply(self, fi: FollowerInfo, msg: Message, now: float, out: list[Action],
+                     rx: float | None = None) -> None:
         rnd = self.round
         assert rnd is not None
         if msg.t1_ns is None or msg.t2_ns is None or msg.t3_ns is None or msg.t1_ns < rnd.start_clk_ns:
             return   # a reply to an earlier round's probe
-        t4 = self.clock.corrected(now)
+        t4 = self.clock.corrected(now if rx is None else rx)
         fi.samples.append(probe_sample(msg.t1_ns / NS, msg.t2_ns / NS, msg.t3_ns / NS, t4))
         if fi.done or msg.t1_ns != fi.out_t1_ns:
             return   # late reply to a probe we already gave up on: sample kept, chain not moved
         fi.out_t1_ns = None
         if fi.sent < self.cfg.probes_per_round:
-            self._send_probe(fi, now, out, t4)
+            self._send_probe(fi, now, out, t4 if rx is None or rx == now else None)
         else:
             fi.done = True
             rnd.pending -= 1
@@ -499,7 +555,8 @@ class Node:
                 # Target at receipt: master clock then (+ one-way delay ~ rtt/2) + average.
                 base = average + s.rtt_s / 2.0
                 msg = Message(MsgType.SETTIME, self.seq.next(), self.name,
-                              time_ns=_ns(clk_now + base), data={"bound_s": s.bound_s})
+                              time_ns=_ns(clk_now + base),
+                              data={"bound_s": s.bound_s, "corr_ns": _ns(c.correction_s)})
                 self._settime_base[(name, msg.seq)] = base
             else:
                 msg = Message(MsgType.ADJTIME, self.seq.next(), self.name, time_ns=_ns(c.correction_s),
@@ -509,8 +566,12 @@ class Node:
             rows.append({"name": name, "offset_s": s.offset_s, "bound_s": s.bound_s, "rtt_s": s.rtt_s,
                          "in_group": fi.in_group, "correction_s": c.correction_s, "kind": c.kind})
         if master_corr != 0.0:
-            self.clock.adjust(master_corr, now)
+            # The average's error: the mean of the in-group followers' bounds (the
+            # master's own offset, 0, is exact).
+            gb = [measured[n][1] for n in group if n in measured]
+            self.clock.adjust(master_corr, now, bound_s=sum(gb) / len(gb) if gb else 0.0)
         self.rounds_completed += 1
+        self.clock_synced = True
         self.last_bound_s = 0.0
         self.last_round = {"round": rnd.number, "master": self.name, "followers": rows,
                            "master_correction_s": master_corr, "average_s": average,

@@ -238,6 +238,9 @@ def _sample(data: bytes, t1: int, t4: int) -> NtpSample:
 _STATE_CODES = {
     "START": b"STRT", "CONSISTENCY": b"CONS", "NOLEADER": b"NOLD",
     "ACCEPT": b"ACPT", "CANDIDATE": b"CAND", "CONFLICT": b"CONF",
+    # Not an election state: a FOLLOWER whose clock has not yet been corrected since the
+    # daemon started (after a restart its raw hardware clock may be far off).
+    "UNSYNCED": b"UNSY",
 }
 _CODE_STATES = {v: k for k, v in _STATE_CODES.items()}
 STATES = ("LEADER", "FOLLOWER", *_STATE_CODES)
@@ -245,13 +248,17 @@ STRATUM_LEADER, STRATUM_FOLLOWER, STRATUM_UNSYNC = 1, 2, 16
 LEAP_NONE, LEAP_UNSYNC = 0, 3
 
 
-def encode_state(state_name: str, master_ipv4: str | None) -> tuple[int, int, bytes]:
+def encode_state(state_name: str, master_ipv4: str | None, synchronized: bool = True) -> tuple[int, int, bytes]:
     """(stratum, leap, refid) that tell an observer the node's election state.
 
     ``state_name`` is an election state name (an enum with a ``.value`` name works too).
-    A FOLLOWER whose master address is unknown sends refid 0.0.0.0.
+    A FOLLOWER whose master address is unknown sends refid 0.0.0.0. A FOLLOWER with
+    ``synchronized=False`` (no correction applied since the daemon started) is encoded
+    as ``UNSYNCED``: stratum 16, leap 3, refid ``UNSY``.
     """
     name = getattr(state_name, "value", state_name)
+    if name == "FOLLOWER" and not synchronized:
+        name = "UNSYNCED"
     if name == "LEADER":
         return STRATUM_LEADER, LEAP_NONE, b"LEAD"
     if name == "FOLLOWER":

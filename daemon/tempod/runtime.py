@@ -9,7 +9,8 @@ Owns the event loop that drives the I/O-free core (``node.Node``):
   Deadlines are hardware time; under libfaketime the select timeout is scaled by the
   same rate, so a fast node's timers fire early in real time, like a fast oscillator;
 * inbound TSP: ``auth`` verify -> ``wire.decode`` -> ``node.handle_message(msg, src,
-  hw)`` with ``hw`` read right after ``recvfrom``.  Every ``RemoteProtocolError`` is
+  hw, rx_hw)`` with ``hw`` read right after ``recvmsg`` and ``rx_hw`` the datagram's
+  arrival in hardware time (below).  Every ``RemoteProtocolError`` is
   counted (``malformed`` / ``bad_auth`` / ``replayed`` in ``node.counters``) and
   dropped; nothing a peer sends can raise out of the loop;
 * outbound: ``wire.encode`` -> sign (bound to the peer's TSP name) -> ``sendto``.  An
@@ -18,6 +19,17 @@ Owns the event loop that drives the I/O-free core (``node.Node``):
 * PROBE from a sender that is not a configured peer (``tempoctl clockdiff``) is answered
   here, with t2 taken at receipt and t3 just before ``sendto`` (the core only answers
   probes from its master);
+* timestamps at the right place (issue #6: the time a datagram waits for this process
+  to be scheduled, 0.1-15 ms on a loaded host, counted as network delay one way only
+  and so as offset error): both sockets ask for kernel receive timestamps
+  (SO_TIMESTAMPNS); ``KernelStamps`` turns one into hardware time as ``hw_now - (real_now
+  - kernel_ts) x (hw per real second)``.  libfaketime does not fake the kernel's
+  timestamps, and it fakes every ``clock_gettime`` clock id, so ``real_now`` comes from
+  the raw ``clock_gettime`` system call (ctypes; ~6 us).  Only a *duration* (the wait)
+  crosses from the real to the hardware time base, never an absolute time: on a real
+  machine the kernel timestamp is simply in the node's own clock.  The NTP responder's
+  receive timestamp and the probes' t2 / t4 use the arrival time; outgoing PROBE t1 and
+  PROBE_REPLY t3 are re-stamped right before ``sendto`` (``Node.restamp_probe``);
 * every ``cpu_report_interval_s``: ``cpu`` (``os.times()``) and ``counters`` events;
 * SIGTERM/SIGINT -> ``stop`` event and a clean return (exit 0); SIGHUP -> reopen the
   event log (logrotate).  Signals wake the loop through ``signal.set_wakeup_fd``.
@@ -28,14 +40,17 @@ It knows nothing about the election or round maths (``node``), the byte formats
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import ipaddress
 import os
+import platform
 import random
 import selectors
 import signal
 import socket
-from dataclasses import dataclass, field
+import struct
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from . import __version__, ntp
@@ -51,6 +66,94 @@ MAX_DATAGRAM = 65535
 BATCH = 64                  # datagrams read per wake-up per socket (keeps timers served under a flood)
 STUCK_POLL_S = 0.001        # select timeout when the core's deadline does not advance (see _step)
 NOTICE_BURST = 20           # rate-limited notices (reject/send_error) per report interval, per kind
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)   # Linux; Python does not export the name
+ANC_SIZE = socket.CMSG_SPACE(16)   # one struct timespec (two 64-bit longs)
+_TIMESPEC = struct.Struct("@qq")
+MAX_RX_WAIT_S = 1.0         # a longer wait between arrival and read means a bad stamp: ignore it
+RATE_BASELINE_S = 10.0      # real seconds before the hw-per-real rate estimate is trusted
+_SYS_CLOCK_GETTIME = {"x86_64": 228, "aarch64": 113}   # raw syscall numbers (bypass libfaketime)
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+def raw_realtime_reader() -> Callable[[], float] | None:
+    """A reader of the kernel's CLOCK_REALTIME through the raw system call, or None.
+
+    libfaketime intercepts the libc clock functions (and maps CLOCK_TAI, _RAW, ... to its
+    fake time), not the system call itself.
+    """
+    nr = _SYS_CLOCK_GETTIME.get(platform.machine())
+    if nr is None:
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        syscall = libc.syscall
+    except (OSError, AttributeError):
+        return None
+    ts = _Timespec()
+    ref = ctypes.byref(ts)
+
+    def read() -> float:
+        if syscall(nr, 0, ref) != 0:      # 0 = CLOCK_REALTIME
+            raise OSError(ctypes.get_errno(), "clock_gettime")
+        return ts.tv_sec + ts.tv_nsec * 1e-9
+
+    try:
+        read()
+    except OSError:
+        return None
+    return read
+
+
+class KernelStamps:
+    """Kernel receive timestamps -> the node's hardware time (see the module docstring).
+
+    ``arrival_hw(ancdata, hw_now)`` is None when the datagram has no timestamp, no raw
+    real-time reader exists, or the wait looks wrong (negative or > MAX_RX_WAIT_S).  The
+    hardware clock's rate against real time (up to +-10 % in the lab) is estimated from
+    (hw, real) pairs since the start, after RATE_BASELINE_S; before that it is taken as 1,
+    an error of rate x wait (<= 0.1 x a few ms).
+    """
+
+    def __init__(self, read_hw: Callable[[], float], read_real: Callable[[], float] | None) -> None:
+        self.read_hw = read_hw
+        self.read_real = read_real
+        self._anchor: tuple[float, float] | None = None
+        if read_real is not None:
+            self._anchor = (read_hw(), read_real())
+
+    @property
+    def available(self) -> bool:
+        return self.read_real is not None
+
+    def enable(self, sock: socket.socket) -> bool:
+        if self.read_real is None:
+            return False
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        except OSError:
+            return False
+        return True
+
+    def arrival_hw(self, ancdata: list[tuple[int, int, bytes]], hw_now: float) -> float | None:
+        if self.read_real is None or self._anchor is None:
+            return None
+        for level, kind, raw in ancdata:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= _TIMESPEC.size:
+                sec, nsec = _TIMESPEC.unpack_from(raw)
+                real_now = self.read_real()
+                wait = real_now - (sec + nsec * 1e-9)
+                if not 0.0 <= wait <= MAX_RX_WAIT_S:
+                    return None
+                hw0, real0 = self._anchor
+                span = real_now - real0
+                rate = (hw_now - hw0) / span if span >= RATE_BASELINE_S else 1.0
+                if not 0.5 < rate < 1.5:     # a stepped/jumping hardware clock: do not extrapolate
+                    rate = 1.0
+                return hw_now - wait * rate
+        return None
 
 
 class BindError(OSError):
@@ -144,6 +247,10 @@ class Runtime:
         self._next_report = read_hw() + cfg.runtime.cpu_report_interval_s
         self._fired_deadline: float | None = None
         self._stuck_logged = False
+        self.stamps = KernelStamps(read_hw, raw_realtime_reader())
+        self.stamps.enable(sockets.tsp)
+        if sockets.ntp is not None:
+            self.stamps.enable(sockets.ntp)
 
     # --- clocks -------------------------------------------------------------------
 
@@ -255,16 +362,21 @@ class Runtime:
     def _on_tsp(self) -> None:
         for _ in range(BATCH):
             try:
-                data, src = self.sockets.tsp.recvfrom(MAX_DATAGRAM)
+                data, anc, _flags, src = self.sockets.tsp.recvmsg(MAX_DATAGRAM, ANC_SIZE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 # ECONNREFUSED etc.: an ICMP error for an earlier sendto surfaced here.
                 continue
-            self.handle_datagram(data, src, self.read_hw())
+            hw = self.read_hw()
+            self.handle_datagram(data, src, hw, self.stamps.arrival_hw(anc, hw))
 
-    def handle_datagram(self, data: bytes, src: tuple[str, int], hw: float) -> None:
-        """Authenticate, decode and hand one TSP datagram to the core (hw = receive time)."""
+    def handle_datagram(self, data: bytes, src: tuple[str, int], hw: float, rx_hw: float | None = None) -> None:
+        """Authenticate, decode and hand one TSP datagram to the core.
+
+        ``hw`` = hardware time now (read after the datagram was read), ``rx_hw`` = its
+        arrival in hardware time from the kernel timestamp, when known.
+        """
         try:
             msg = self.channel.open(data, src)
         except RemoteProtocolError as exc:
@@ -277,9 +389,9 @@ class Runtime:
             self.log.write("trace", dir="in", type=msg.type.name, peer=msg.name, seq=msg.seq,
                            src=f"{src[0]}:{src[1]}")
         if msg.type == MsgType.PROBE and msg.name not in self._peer_set:
-            self._answer_probe(msg, src, hw)
+            self._answer_probe(msg, src, hw if rx_hw is None else rx_hw)
             return
-        self._execute(self.node.handle_message(msg, src, hw))
+        self._execute(self.node.handle_message(msg, src, hw, rx_hw))
 
     def _answer_probe(self, msg: Message, src: tuple[str, int], hw: float) -> None:
         self.node.counters["rx"] += 1
@@ -312,6 +424,16 @@ class Runtime:
                 self.log.write("error", detail=f"unknown action {a!r}")
 
     def _send(self, addr: tuple[str, int], msg: Message, *, recipient: str | None, peer: str | None) -> None:
+        t = msg.type
+        if t is MsgType.PROBE and peer is not None and msg.t1_ns is not None:
+            # t1 as late as possible: the wait since the core stamped it is not network delay.
+            t1 = round(self.clk() * NS)
+            if t1 > msg.t1_ns:
+                self.node.restamp_probe(peer, msg.t1_ns, t1)
+                msg = replace(msg, t1_ns=t1)
+        elif t is MsgType.PROBE_REPLY and msg.t2_ns is not None:
+            # t3 as late as possible: the master removes t3 - t2 (our hold time) from the RTT.
+            msg = replace(msg, t3_ns=max(msg.t2_ns, round(self.clk() * NS)))
         try:
             data = self.channel.seal(msg, recipient)
         except (LocalProtocolError, ValueError) as exc:
@@ -339,12 +461,15 @@ class Runtime:
         assert sock is not None
         for _ in range(BATCH):
             try:
-                data, src = sock.recvfrom(MAX_DATAGRAM)
+                data, anc, _flags, src = sock.recvmsg(MAX_DATAGRAM, ANC_SIZE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 continue
-            recv_clk = self.clock.corrected(self.read_hw())  # as soon as the datagram is read
+            hw = self.read_hw()
+            rx = self.stamps.arrival_hw(anc, hw)
+            # the arrival time when the kernel stamped it, else as soon as it was read
+            recv_clk = self.clock.corrected(hw if rx is None else rx)
             self.ntp_counters["ntp_rx"] += 1
             self._answer_ntp(sock, data, src, recv_clk)
 
@@ -353,7 +478,7 @@ class Runtime:
         master_addr = self.cfg.node.address if master == self.node.name else self.node.addresses.get(master or "")
         if master_addr is not None and ipaddress.ip_address(master_addr).version != 4:
             master_addr = None  # the refid holds an IPv4 address only (NTP's own rule)
-        stratum, leap, refid = ntp.encode_state(self.node.state.value, master_addr)
+        stratum, leap, refid = ntp.encode_state(self.node.state.value, master_addr, self.node.clock_synced)
         try:
             reply = ntp.server_reply(data, recv_clk, self.clk(), stratum=stratum, leap=leap, refid=refid,
                                      root_dispersion_s=min(self.node.last_bound_s, 60.0))

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .load import RunData
-from .tables import Tables
+from .tables import UNSYNCED_STATE, Tables
 
 BETWEEN_ROUND_SLACK = 1.5   # a sweep counts as "between two regular rounds" up to 1.5 intervals after one
 DRIFT_FIELDS = ("drift_ppm", "max_drift_ppm", "rate_ppm")
@@ -127,6 +127,43 @@ def is_scale(run: RunData, levels: pd.DataFrame) -> bool:
 
 # --- headline sections; each may fail alone (the report marks it "unknown") ----------
 
+def unsynchronized_samples(samples: pd.DataFrame) -> dict[str, Any]:
+    """How many observer samples came from nodes in state UNSYNCED, and for how long.
+
+    These samples are left out of every skew figure (their offset is a raw hardware
+    clock, not the group's). ``duration_s`` per node sums its runs of consecutive
+    UNSYNCED samples, each run from its first sample to the node's next sample (or,
+    for a run at the end, its last sample plus the node's median sampling period).
+    """
+    out: dict[str, Any] = {"samples": 0, "nodes": {}, "duration_s": 0.0}
+    if samples.empty or "state" not in samples:
+        return out
+    total = 0.0
+    for node, g in samples.sort_values("t_ref", kind="stable").groupby("node", sort=True):
+        uns = (g["state"].astype("string") == UNSYNCED_STATE).fillna(False).to_numpy(dtype=bool)
+        if not uns.any():
+            continue
+        t = g["t_ref"].to_numpy(dtype=float)
+        period = float(np.median(np.diff(t))) if len(t) >= 2 else 0.0
+        dur = 0.0
+        i = 0
+        while i < len(t):
+            if not uns[i]:
+                i += 1
+                continue
+            j = i
+            while j + 1 < len(t) and uns[j + 1]:
+                j += 1
+            end = t[j + 1] if j + 1 < len(t) else t[j] + period
+            dur += end - t[i]
+            i = j + 1
+        out["nodes"][str(node)] = {"samples": int(uns.sum()), "duration_s": dur}
+        out["samples"] += int(uns.sum())
+        total += dur
+    out["duration_s"] = total
+    return out
+
+
 def accuracy_section(run: RunData, t: Tables) -> dict[str, Any]:
     rho = max_drift_ppm(run)
     rs = round_summary(t.rounds, rho)
@@ -140,6 +177,8 @@ def accuracy_section(run: RunData, t: Tables) -> dict[str, Any]:
         "between_round_max_skew_s": float(br["max_skew_s"].max()) if len(br) else None,
         "rounds_within_bound": {"within": int(within.sum()), "of": int(within.size),
                                 "share": float(within.mean()) if within.size else None},
+        # left out of the skew figures above (not in_sync), reported here
+        "unsynchronized": unsynchronized_samples(t.samples),
     }
 
 

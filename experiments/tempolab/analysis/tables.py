@@ -26,6 +26,7 @@ import pandas as pd
 from .load import RunData, node_sort_key
 
 IN_SYNC_STATES = ("LEADER", "FOLLOWER")
+UNSYNCED_STATE = "UNSYNCED"   # FOLLOWER not yet corrected since its daemon started (NTP refid UNSY)
 DEFAULT_ROUND_INTERVAL_S = 10.0
 FAULT_KINDS_FAILOVER = {"kill": "kill", "stop": "stop", "pause": "stop"}
 
@@ -281,7 +282,10 @@ def rounds_table(events: pd.DataFrame, samples: pd.DataFrame, trials: pd.DataFra
     df = pd.DataFrame(rows)
     for c in ("daemon_offset_s", "daemon_bound_s", "daemon_rtt_s", "correction_s", "t_ref", "t_apply"):
         df[c] = _num(df[c])
-    obs = samples[samples["responded"]][["t_ref", "node", "offset_s", "bound_s"]].sort_values("t_ref")
+    # not UNSYNCED samples: a node's raw clock before its first correction since its
+    # daemon started is not the group's time and must not count in pre/post skews
+    usable = samples["responded"] & (samples["state"].astype("string") != UNSYNCED_STATE).fillna(True)
+    obs = samples[usable][["t_ref", "node", "offset_s", "bound_s"]].sort_values("t_ref")
     obs = obs.assign(node=obs["node"].astype(str))
     df = df.assign(node=df["node"].astype(str))
     # nearest observer sample before the round started and after its corrections landed

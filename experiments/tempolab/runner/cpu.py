@@ -90,6 +90,10 @@ class CpuSampler:
     def sample_once(self) -> list[dict]:
         records = []
         for node in list(self.nodes):
+            # a pause (deployment, restart) can begin in the middle of a sweep: the rest
+            # of the sweep, and a reading that straddled it, would show the restart
+            if self.paused.is_set():
+                break
             t = self.clock()
             rec: dict = {"t_ref": t, "trial": self.trial, "node": node, "role": self.role(node)}
             try:
@@ -101,6 +105,8 @@ class CpuSampler:
                     rec.update(pid=None, utime_s=None, stime_s=None, error="not running")
                 else:
                     rec.update(pid=reading.pid, utime_s=reading.utime_s, stime_s=reading.stime_s)
+            if self.paused.is_set():
+                break
             self.sink(rec)
             records.append(rec)
         return records

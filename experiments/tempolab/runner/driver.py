@@ -14,6 +14,7 @@ import dataclasses
 import json
 import platform
 import random
+import secrets
 import subprocess
 import sys
 import time
@@ -81,18 +82,30 @@ def effect_time(results: dict, t_sent: float, t_done: float) -> tuple[float, dic
 
 
 class FaultSet:
-    """Faults installed in one trial; reverts everything still active on exit."""
+    """Faults installed in one trial; reverts everything still active on exit.
+
+    A fault applied with a planned end (``apply(f, planned_end_t=...)``) also arms an
+    on-node dead-man watchdog (:func:`faults.guarded`) that reverts it at the planned end
+    plus ``deadman_margin_s`` if this process dies without running ``__exit__``
+    (SIGKILL); ``revert`` cancels it in the same SSH command.
+    """
 
     def __init__(self, pool: SshPool, record: Callable[[dict], None], trial: int,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 deadman_margin_s: float = faults.DEADMAN_MARGIN_S):
         self.pool = pool
         self.record = record
         self.trial = trial
         self.clock = clock
+        self.deadman_margin_s = deadman_margin_s
         self.active: list[tuple[int, Fault]] = []
         self.leftovers: list[dict] = []
         self.log: list[dict] = []
         self._next_id = 0
+        # per fault id: the revert commands (with the watchdog's cancel when armed)
+        self._reverts: dict[int, dict[str, str]] = {}
+        # distinguishes this runner's watchdogs from a killed earlier run's on the node
+        self._token = secrets.token_hex(3)
 
     def _rec(self, fid: int, f: Fault, phase: str, detail: str, t_ref: float,
              **extra: Any) -> dict:
@@ -104,14 +117,21 @@ class FaultSet:
         self.log.append(r)
         return r
 
-    def apply(self, f: Fault) -> dict:
+    def apply(self, f: Fault, planned_end_t: float | None = None) -> dict:
+        """Apply ``f``; ``planned_end_t`` (reference time of its planned revert) arms the
+        dead-man watchdog to fire ``deadman_margin_s`` after it."""
         fid = self._next_id
         self._next_id += 1
+        t_before = self.clock()
+        delay_s = None
+        if planned_end_t is not None:
+            delay_s = max(planned_end_t - t_before, 0.0) + self.deadman_margin_s
+        key = f"t{self.trial}-f{fid}-{self._token}"
+        apply_cmds, self._reverts[fid] = faults.guarded(f, key, delay_s)
         # registered before the commands run: a half-applied fault is still reverted
         self.active.append((fid, f))
-        t_before = self.clock()
         try:
-            res = self.pool.run_many(stamped(f.apply_cmds), timeout_s=30)
+            res = self.pool.run_many(stamped(apply_cmds), timeout_s=30)
         except HostUnreachable as exc:
             return self._rec(fid, f, "start", f.detail, t_before, error=str(exc), t_sent=t_before)
         t_done = self.clock()
@@ -127,7 +147,7 @@ class FaultSet:
         _, f = item
         t_before = self.clock()
         try:
-            res = self.pool.run_many(stamped(f.revert_cmds), timeout_s=60)
+            res = self.pool.run_many(stamped(self._reverts.get(fid, f.revert_cmds)), timeout_s=60)
         except HostUnreachable as exc:
             self.leftovers.append({"fault_id": fid, "kind": f.kind, "hosts": exc.hosts})
             self.active.remove(item)
@@ -450,7 +470,8 @@ class Runner:
                                         f"{f.kind} at +{at:.1f} s")
                 self._sleep_until(t0 + at)
                 if action == "apply":
-                    applied[i] = fs.apply(f)
+                    end_t = t0 + f.at_s + f.duration_s if f.duration_s is not None else None
+                    applied[i] = fs.apply(f, planned_end_t=end_t)
                     fids[i] = fs.log[-1]["fault_id"]
                     self.progress.log(f"trial {k}: {f.detail} on {','.join(f.targets)}")
                 elif i in fids:

@@ -7,6 +7,13 @@ node where the fault was never applied, is harmless) so that the runner can reve
 everything it might have installed on any exit path, and ``tempo run --cleanup`` can
 remove leftovers without knowing what was installed.
 
+Dead-man (``guarded``): a fault with a planned end is applied together with a detached
+watchdog on each node it touches (``setsid sh`` script under ``/run/tempo/deadman``)
+that sleeps until the planned end plus a margin and then runs the node's idempotent
+revert; the runner's normal revert cancels the watchdog in the same SSH command. So a
+runner that is SIGKILLed (no ``finally``) still leaves no partition and no stopped
+daemon behind once the margin has passed.
+
 Pure: no SSH, no clock, no randomness except through the ``random.Random`` passed in.
 Network faults live in a dedicated nftables table ``inet tempo_fault`` on the *input*
 hook (a drop on output makes ``sendto`` fail with EPERM instead of losing the packet),
@@ -15,6 +22,7 @@ one chain per fault kind, so a partition and a loss can coexist and be healed ap
 
 from __future__ import annotations
 
+import base64
 import random
 import shlex
 from dataclasses import dataclass, field
@@ -234,11 +242,132 @@ def resolve(spec: FaultSpec, nodes: list[NodeRef], master: str | None, rng: rand
 def cleanup_cmd() -> str:
     """Everything ``tempo run --cleanup`` does on one node (idempotent).
 
-    Deletes the fault table, SIGCONTs a stopped daemon, starts a dead one. The netem
-    qdisc is removed only where tc knows netem (this lab kernel does not).
+    Deletes the fault table, SIGCONTs a stopped daemon, starts a dead one, and cancels
+    pending dead-man watchdogs (their work is done; left alone, a stale one could heal
+    a fault of the next run early). The netem qdisc is removed only where tc knows
+    netem (this lab kernel does not).
     """
     return "; ".join([
         nft_cleanup_cmd(),
         cont_cmd(),
         service_cmd("start") + " >/dev/null 2>&1 || echo 'tempod: start failed'",
+        deadman_cancel_all_cmd(),
     ])
+
+
+# --- dead-man watchdogs -----------------------------------------------------------
+
+DEADMAN_DIR = "/run/tempo/deadman"
+DEADMAN_LOG = "/var/log/tempo/deadman.jsonl"
+# Seconds after a fault's planned end before its watchdog reverts it. The runner's own
+# revert normally comes first (it is due at the planned end; an SSH call takes 0.1-0.4 s
+# here), so the margin only has to cover a slow controller; a SIGKILLed runner's fault
+# then outlives its plan by at most this much.
+DEADMAN_MARGIN_S = 5.0
+NFT_KINDS = ("partition", "loss")
+_KEY_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+
+
+def tidy_table_cmd() -> str:
+    """Delete table ``inet tempo_fault`` once no chain is left in it (idempotent).
+
+    Chain deletes heal one fault kind; the empty table would otherwise outlive the run.
+    A partition and a loss may coexist, so the table goes only when it has no chain.
+    """
+    return (f"if ! nft list table {NFT_TABLE} 2>/dev/null | grep -q chain; then "
+            f"nft delete table {NFT_TABLE} 2>/dev/null; fi; true")
+
+
+def _check_key(key: str) -> str:
+    if not key or len(key) > 64 or not set(key) <= _KEY_OK:
+        raise ValueError(f"dead-man key {key!r} must be 1-64 characters of [A-Za-z0-9_-]")
+    return key
+
+
+def _check_path(path: str) -> str:
+    # paths go into shell commands unquoted (globs in cancel_all need that)
+    if not path.startswith("/") or not set(path) <= _KEY_OK | {"/", "."}:
+        raise ValueError(f"dead-man path {path!r} must be absolute, of [A-Za-z0-9_./-]")
+    return path
+
+
+def deadman_arm_cmd(key: str, revert_cmd: str, delay_s: float, *, directory: str = DEADMAN_DIR,
+                    log: str = DEADMAN_LOG) -> str:
+    """Start a detached watchdog that runs ``revert_cmd`` after ``delay_s`` seconds.
+
+    The script is written (base64-decoded) to ``<directory>/<key>.sh`` and started with
+    ``setsid`` (own session and process group, so neither the SSH session's end nor a
+    SIGHUP reaches it; all fds on /dev/null, so the SSH channel does not wait for it). It records its pid
+    (= its process group) in ``<key>.pid`` and waits for that file, so a cancel right
+    after arming cannot miss it. When it fires it appends a JSON line to DEADMAN_LOG.
+    ``sleep`` runs in the node's shell, which is never under libfaketime: real seconds.
+    """
+    key = _check_key(key)
+    if not delay_s >= 0 or delay_s != delay_s or delay_s == float("inf"):
+        raise ValueError(f"dead-man delay must be a finite number >= 0, got {delay_s!r}")
+    base = f"{_check_path(directory)}/{key}"
+    log = _check_path(log)
+    log_dir = log.rsplit("/", 1)[0]
+    script = "\n".join([
+        f"echo $$ > {base}.pid",
+        f"sleep {delay_s:.3f}",
+        f"{{ {revert_cmd}\n}} >/dev/null 2>&1",
+        "__rc=$?",
+        f"mkdir -p {log_dir}",
+        f"printf '{{\"t\": %s, \"key\": \"{key}\", \"event\": \"fired\", \"rc\": %s}}\\n' "
+        f'"$(date +%s.%N)" "$__rc" >> {log}',
+        f"rm -f {base}.pid {base}.sh",
+    ])
+    # base64 keeps the revert command (quotes, heredocs, newlines) out of this
+    # command's own quoting entirely
+    blob = base64.b64encode((script + "\n").encode()).decode()
+    return "\n".join([
+        f"mkdir -p {directory} && echo {blob} | base64 -d > {base}.sh",
+        f"setsid sh {base}.sh >/dev/null 2>&1 </dev/null &",
+        # up to 2 s for the watchdog to record its pid; say so if it never does
+        f"__i=0; while [ ! -s {base}.pid ] && [ $__i -lt 20 ]; do sleep 0.1; __i=$((__i+1)); done; "
+        f"[ -s {base}.pid ] || echo 'tempo: dead-man {key} did not start' >&2",
+    ])
+
+
+def deadman_cancel_cmd(key: str, *, directory: str = DEADMAN_DIR) -> str:
+    """Kill the watchdog ``key`` (its whole process group: the shell and its sleep);
+    idempotent: nothing to do when it already fired or never existed."""
+    key = _check_key(key)
+    base = f"{_check_path(directory)}/{key}"
+    return (f"__dm=$(cat {base}.pid 2>/dev/null); "
+            f'if [ -n "$__dm" ]; then kill -TERM -"$__dm" 2>/dev/null; fi; '
+            f"rm -f {base}.pid {base}.sh; true")
+
+
+def deadman_cancel_all_cmd(*, directory: str = DEADMAN_DIR) -> str:
+    """Cancel every pending watchdog on the node (``--cleanup``)."""
+    directory = _check_path(directory)
+    return (f"for __f in {directory}/*.pid; do [ -e \"$__f\" ] || continue; "
+            f'__dm=$(cat "$__f" 2>/dev/null); [ -n "$__dm" ] && kill -TERM -"$__dm" 2>/dev/null; '
+            f'rm -f "$__f" "${{__f%.pid}}.sh"; done; true')
+
+
+def guarded(f: Fault, key: str, delay_s: float | None) -> tuple[dict[str, str], dict[str, str]]:
+    """(apply, revert) commands per node for ``f`` with a dead-man watchdog.
+
+    ``delay_s``: seconds from now until the planned revert plus the margin; None (a
+    fault without a planned end) arms nothing, and only ``--cleanup`` removes such a
+    fault if the runner dies. Apply arms the watchdog *before* the fault, so there is no
+    moment with the fault and without its watchdog. Revert cancels the watchdog first,
+    in the same command: if that SSH call never arrives, the watchdog still fires.
+    Network faults also drop the table once it is empty.
+    """
+    tidy = f"; {tidy_table_cmd()}" if f.kind in NFT_KINDS else ""
+    reverts = {n: c + tidy for n, c in f.revert_cmds.items()}
+    if delay_s is None:
+        return dict(f.apply_cmds), reverts
+    apply_: dict[str, str] = {}
+    for n in list(f.apply_cmds) + [n for n in f.revert_cmds if n not in f.apply_cmds]:
+        parts = []
+        if n in reverts:
+            parts.append(deadman_arm_cmd(key, reverts[n], delay_s))
+        if n in f.apply_cmds:
+            parts.append(f.apply_cmds[n])
+        apply_[n] = "\n".join(parts)
+    return apply_, {n: f"{deadman_cancel_cmd(key)}; {c}" for n, c in reverts.items()}

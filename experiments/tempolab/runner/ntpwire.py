@@ -23,7 +23,9 @@ NTP_EPOCH_DELTA_S = 2208988800  # 1900-01-01 -> 1970-01-01, seconds
 _TX_SLICE = slice(40, 48)       # transmit timestamp in a request
 _ORIG_SLICE = slice(24, 32)     # originate timestamp in a reply (echo of our transmit)
 KISS = {b"LEAD": "LEADER", b"STRT": "START", b"CONS": "CONSISTENCY", b"NOLD": "NOLEADER",
-        b"ACPT": "ACCEPT", b"CAND": "CANDIDATE", b"CONF": "CONFLICT"}
+        b"ACPT": "ACCEPT", b"CAND": "CANDIDATE", b"CONF": "CONFLICT",
+        # a FOLLOWER not yet corrected since its daemon started (raw hardware clock)
+        b"UNSY": "UNSYNCED"}
 
 
 class BadReply(ValueError):

@@ -41,6 +41,9 @@ DAEMON_KEYS: dict[str, type] = {
     "ntp_port": int,
     "tsp_port": int,
     "cpu_report_interval_s": float,
+    # not a timer: the bound on the learned frequency correction; drift profiles of
+    # +-10 % need >= 220000 (a follower may have to run 20 % off its hardware rate)
+    "freq_max_ppm": float,
 }
 DAEMON_DEFAULTS: dict[str, Any] = {
     "round_interval_s": 10.0,

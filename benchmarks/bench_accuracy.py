@@ -1,0 +1,202 @@
+"""Accuracy in the lab (issue #6): `.venv/bin/python benchmarks/bench_accuracy.py` (root).
+
+Brings up its own lab (`acc`, 10.81.0.0/24, 5 nodes), measures the one-way delay
+between two namespaces, runs the suites `experiments/suites/accuracy.yaml` (100 ppm,
+default timers) and `experiments/suites/stress.yaml` (drift up to 10 %, 10 s rounds)
+through the real runner (`tempo run`, which deploys with Ansible), analyses each run
+folder (`tempo report`) and prints from its `summary.json`: post-sync skew p50 / p95 /
+p99 / max, between-round max skew, unsynchronized samples, the observer's own error
+bound, and the ratio of the post-sync skew p99 to the median one-way delay.
+`tempo lab down --name acc` always runs at the end.
+
+One-way delay ("the physical floor"): there is no `ping` on this machine, and every
+namespace shares the host's real clock, so the delay is measured directly: a UDP
+sender in namespace acc-n1 stamps `t1 = time.time()` just before `sendto`, a receiver
+in acc-n2 takes the kernel's receive timestamp `t2` (SO_TIMESTAMPNS), and the one-way
+delay is `t2 - t1` (syscall + veth + bridge + veth, no user-space wake-up on the far
+side). 200 datagrams 10 ms apart; median and minimum are printed.
+
+Exit status: 0 when every suite ran and produced a summary (whatever the numbers), 1
+when something failed to run. Bars are reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+LAB, SUBNET, NODES = "acc", "10.81.0.0/24", 5
+SUITES = {"accuracy": REPO / "experiments/suites/accuracy.yaml",
+          "stress": REPO / "experiments/suites/stress.yaml"}
+RATIO_BAR = 3.0        # post-sync skew p99 / one-way delay (issue #6)
+STRESS_BAR_S = 1e-3    # post-sync and between-round max skew under stress (issue #6)
+
+
+def sh(args: list[str], *, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    print("$", " ".join(shlex.quote(a) for a in args), flush=True)
+    return subprocess.run(args, check=check, text=True, capture_output=True, timeout=timeout)
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+# Runs as `python3 -c` inside namespace acc-n2: receives COUNT datagrams carrying the
+# sender's t1 and prints one line "t1 t2" per datagram, t2 = kernel receive time.
+_RECEIVER = r"""
+import socket, struct, sys
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux value; Python lacks the name
+count, addr, port = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+s.bind((addr, port)); s.settimeout(10.0)
+print("ready", flush=True)
+for _ in range(count):
+    try:
+        data, anc, _f, _a = s.recvmsg(64, 64)
+    except socket.timeout:
+        break
+    for level, kind, raw in anc:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+            sec, nsec = struct.unpack("qq", raw[:16])
+            print(data.decode(), repr(sec + nsec * 1e-9), flush=True)
+"""
+# Runs inside acc-n1: sends COUNT datagrams, each carrying repr(time.time()) taken just
+# before sendto.
+_SENDER = r"""
+import socket, sys, time
+count, addr, port = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(count):
+    s.sendto(repr(time.time()).encode(), (addr, port))
+    time.sleep(0.01)
+"""
+
+
+def one_way_delay_s(count: int = 200, port: int = 47123) -> dict[str, float]:
+    dst = _node_address(2)
+    print(f"$ ip netns exec {LAB}-n2 python3 -c RECEIVER; ip netns exec {LAB}-n1 python3 -c SENDER ({count} datagrams)")
+    rx = subprocess.Popen(["ip", "netns", "exec", f"{LAB}-n2", sys.executable, "-c", _RECEIVER,
+                           str(count), dst, str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert rx.stdout is not None
+        if rx.stdout.readline().strip() != "ready":
+            raise RuntimeError("one-way delay receiver did not start")
+        subprocess.run(["ip", "netns", "exec", f"{LAB}-n1", sys.executable, "-c", _SENDER, str(count), dst,
+                        str(port)], check=True, timeout=60 + count * 0.05)
+        out, _ = rx.communicate(timeout=30)
+    finally:
+        if rx.poll() is None:
+            rx.kill()
+            rx.wait()
+    delays = [float(t2) - float(t1) for t1, t2 in (line.split() for line in out.splitlines() if line.strip())]
+    if len(delays) < count // 2:
+        raise RuntimeError(f"one-way delay: only {len(delays)} of {count} datagrams arrived")
+    return {"median_s": statistics.median(delays), "min_s": min(delays), "replies": len(delays)}
+
+
+def _node_address(k: int) -> str:
+    base = SUBNET.split("/")[0].rsplit(".", 1)[0]
+    return f"{base}.{10 + k}"
+
+
+def newest_run(out: Path, suite: str, after: float) -> Path | None:
+    runs = [p for p in out.glob(f"*-{suite}") if p.is_dir() and p.stat().st_mtime >= after - 1]
+    return max(runs, key=lambda p: p.name) if runs else None
+
+
+def fmt_us(v: float | None) -> str:
+    return "n/a" if v is None else f"{v * 1e6:,.1f} us"
+
+
+def run_suite(name: str, out: Path) -> dict:
+    t0 = time.time()
+    load_before = load_average()
+    r = sh([str(BIN / "tempo"), "run", str(SUITES[name]), "--lab", LAB, "--subnet", SUBNET,
+            "--quiet", "--out", str(out)], check=False, timeout=1800)
+    print(r.stdout[-3000:], r.stderr[-3000:], sep="\n", flush=True)
+    run_dir = newest_run(out, name, t0)
+    if run_dir is None:
+        raise RuntimeError(f"tempo run {name}: exit {r.returncode}, no run folder under {out}")
+    rep = sh([str(BIN / "tempo"), "report", str(run_dir)], check=False, timeout=600)
+    if rep.returncode != 0:
+        print(rep.stdout[-2000:], rep.stderr[-2000:], sep="\n")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return {"run_dir": str(run_dir), "exit": r.returncode, "wall_s": time.time() - t0,
+            "load_before": load_before, "load_after": load_average(), "summary": summary}
+
+
+def report(name: str, res: dict, delay: dict[str, float]) -> None:
+    acc = res["summary"].get("accuracy") or {}
+    ps = acc.get("post_sync_skew_s") or {}
+    br = acc.get("between_round_max_skew_s")
+    uns = acc.get("unsynchronized") or {}
+    obs = res["summary"].get("observer") or res["summary"].get("observer_error_s") or {}
+    print(f"\n== {name}: {res['run_dir']} (tempo run exit {res['exit']}, {res['wall_s']:.0f} s wall)")
+    print(f"load average before {res['load_before']} after {res['load_after']}")
+    print(f"rounds measured: {ps.get('n')}, within the per-round bound: {acc.get('rounds_within_bound')}")
+    print(f"post-sync skew   p50 {fmt_us(ps.get('p50'))}  p95 {fmt_us(ps.get('p95'))}  "
+          f"p99 {fmt_us(ps.get('p99'))}  max {fmt_us(ps.get('max'))}")
+    print(f"between-round max skew {fmt_us(br)}")
+    print(f"unsynchronized samples (left out): {uns.get('samples')} over {uns.get('duration_s')} s")
+    if obs:
+        print(f"observer error bound: {json.dumps(obs)[:300]}")
+    p99 = ps.get("p99")
+    if name == "accuracy" and p99 is not None:
+        ratio = p99 / delay["median_s"]
+        print(f"ratio post-sync p99 / median one-way delay = {ratio:.1f} (bar <= {RATIO_BAR:g}: "
+              f"{'met' if ratio <= RATIO_BAR else 'NOT met'})")
+    if name == "stress":
+        ok = all(v is not None and v < STRESS_BAR_S for v in (ps.get("max"), br))
+        print(f"stress bar (post-sync max and between-round max < 1 ms): {'met' if ok else 'NOT met'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--suites", default="accuracy,stress", help="comma list of: accuracy, stress")
+    ap.add_argument("--out", type=Path, default=REPO / "results", help="run folders go here")
+    ap.add_argument("--pings", type=int, default=200)
+    args = ap.parse_args(argv)
+    names = [s for s in args.suites.split(",") if s]
+    unknown = [s for s in names if s not in SUITES]
+    if unknown:
+        ap.error(f"unknown suite(s) {unknown}; known: {', '.join(SUITES)}")
+    print("command:", " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]))
+    print(f"load average at start: {load_average()}")
+    failed = False
+    results: dict[str, dict] = {}
+    try:
+        sh([str(BIN / "tempo"), "lab", "up", "--name", LAB, "--subnet", SUBNET, "--nodes", str(NODES)], timeout=300)
+        delay = one_way_delay_s(args.pings)
+        print(f"one-way delay n1 -> n2 (user sendto -> kernel receive, {delay['replies']} datagrams): "
+              f"median {fmt_us(delay['median_s'])}, min {fmt_us(delay['min_s'])}")
+        for name in names:
+            try:
+                results[name] = run_suite(name, args.out)
+            except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as exc:
+                print(f"{name}: failed to run: {exc}", file=sys.stderr)
+                failed = True
+        for name, res in results.items():
+            report(name, res, delay)
+    except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
+        detail = getattr(exc, "stderr", "") or ""
+        print(f"failed: {exc} {detail[-1000:]}", file=sys.stderr)
+        failed = True
+    finally:
+        r = sh([str(BIN / "tempo"), "lab", "down", "--name", LAB], check=False, timeout=300)
+        if r.returncode != 0:
+            print(f"lab down: exit {r.returncode}: {r.stderr[-500:]}", file=sys.stderr)
+    print(f"load average at end: {load_average()}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
