@@ -230,3 +230,21 @@ def test_fault_windows_pair_by_fault_id_and_pause_failover(tmp_path):
     assert f["new_master_s"] == pytest.approx(1.51)
     assert f["obs_new_master_s"] == pytest.approx(1.51) and f["consistent"]
     assert len(t.failovers) == 1  # the fault record of the same pause is not counted twice
+
+
+def test_offset_lines_break_across_gaps_in_the_sweeps():
+    import numpy as np
+    import pandas as pd
+
+    from tempolab.analysis.figures import _break_gaps, _gap_s
+
+    t = np.array([0.0, 0.1, 0.2, 0.3, 30.0, 30.1])
+    d = pd.DataFrame({"t": t, "offset_s": [1.0, 1.0, 1.0, 1.0, -0.4, -0.4]})
+    gap = _gap_s(t)
+    out = _break_gaps(d, gap)
+    assert len(out) == len(d) + 1
+    assert out["offset_s"].isna().sum() == 1
+    # the NaN sits between the two measured stretches, so the line is cut there
+    i = int(np.flatnonzero(out["offset_s"].isna().to_numpy())[0])
+    assert out["t"].iloc[i - 1] == 0.3 and out["t"].iloc[i + 1] == 30.0
+    assert len(_break_gaps(d.iloc[:4], gap)) == 4

@@ -77,6 +77,21 @@ def _run_lengths(values: list[str | None]) -> list[tuple[int, int, str | None]]:
 
 # --- 1: offsets against time ------------------------------------------------------
 
+def _gap_s(t: np.ndarray) -> float:
+    """A pause in the observer's sweeps longer than this is a gap (deployment, restart)."""
+    return 5.0 * float(np.median(np.diff(t))) if len(t) > 1 else np.inf
+
+
+def _break_gaps(d: pd.DataFrame, gap_s: float) -> pd.DataFrame:
+    """Rows of ``d`` (sorted by ``t``) with a NaN row inside each gap, so lines break
+    instead of drawing a straight segment across time nobody measured."""
+    at = d.index[d["t"].diff() > gap_s]
+    if len(at) == 0:
+        return d
+    fill = pd.DataFrame({"t": d.loc[at, "t"].to_numpy() - 1e-9})
+    return pd.concat([d[["t", "offset_s"]], fill]).sort_values("t", kind="stable")
+
+
 def fig_offsets(samples: pd.DataFrame, sweeps: pd.DataFrame, rounds: pd.DataFrame, windows: pd.DataFrame,
                 palette: Mapping[str, Colour], t0: float) -> Figure:
     if samples.empty or not samples["responded"].any():
@@ -92,9 +107,10 @@ def fig_offsets(samples: pd.DataFrame, sweeps: pd.DataFrame, rounds: pd.DataFram
     axm = fig.add_subplot(gs[2], sharex=ax)
 
     lin = _symlog_threshold(s.loc[s["in_sync"], "offset_s"])
+    gap = _gap_s(np.sort(s.groupby("sweep")["t"].min().to_numpy()))
     if len(nodes) <= LINES_MAX_NODES:
         for n in nodes:
-            d = s[s["node"] == n]
+            d = _break_gaps(s[s["node"] == n].sort_values("t"), gap)
             ax.plot(d["t"], d["offset_s"], color=palette[n], lw=1.0, label=n)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.005, 1.0), title="node", title_fontsize=7)
     else:
@@ -103,6 +119,8 @@ def fig_offsets(samples: pd.DataFrame, sweeps: pd.DataFrame, rounds: pd.DataFram
                                       p10=("offset_s", lambda x: np.percentile(x, 10)),
                                       p90=("offset_s", lambda x: np.percentile(x, 90)),
                                       med=("offset_s", "median"))
+        q = q.sort_values("t")
+        q = pd.concat([q, pd.DataFrame({"t": q["t"][q["t"].diff() > gap].to_numpy() - 1e-9})]).sort_values("t")
         ax.fill_between(q["t"], q["lo"], q["hi"], color="#9ecae1", alpha=0.6, lw=0, label="min-max of in-sync nodes")
         ax.fill_between(q["t"], q["p10"], q["p90"], color="#4292c6", alpha=0.7, lw=0, label="10-90th percentile")
         ax.plot(q["t"], q["med"], color="#08306b", lw=1.0, label="median")
@@ -128,9 +146,21 @@ def fig_offsets(samples: pd.DataFrame, sweeps: pd.DataFrame, rounds: pd.DataFram
     sync_skew = s.loc[s["in_sync"], "skew_s"].abs().dropna()
     vmax = float(np.percentile(sync_skew, 98)) if len(sync_skew) else 1e-6
     vmax = max(vmax, 1e-9)
-    edges = np.concatenate([st.to_numpy(), [st.to_numpy()[-1] + (np.median(np.diff(st)) if len(st) > 1 else 1.0)]])
+    step = float(np.median(np.diff(st))) if len(st) > 1 else 1.0
+    # a gap in the sweeps becomes an empty (grey) column rather than one stretched sweep
+    grid = piv.to_numpy()
+    tt = st.to_numpy()
+    cols, edges_l = [], []
+    for i in range(len(tt)):
+        cols.append(grid[:, i])
+        edges_l.append(tt[i])
+        if i + 1 < len(tt) and tt[i + 1] - tt[i] > gap:
+            cols.append(np.full(len(nodes), np.nan))
+            edges_l.append(tt[i] + step)
+    edges = np.array(edges_l + [tt[-1] + step])
+    heat = np.column_stack(cols)
     axh.set_facecolor("0.8")  # no answer (node down) is grey, not "zero skew" white
-    mesh = axh.pcolormesh(edges, np.arange(len(nodes) + 1), piv.to_numpy(), cmap="RdBu_r",
+    mesh = axh.pcolormesh(edges, np.arange(len(nodes) + 1), heat, cmap="RdBu_r",
                           norm=Normalize(vmin=-vmax, vmax=vmax), shading="flat")
     axh.set_yticks(np.arange(len(nodes)) + 0.5, nodes, fontsize=max(4, min(8, 200 // max(len(nodes), 1))))
     for lbl in axh.get_yticklabels():
@@ -149,7 +179,14 @@ def fig_offsets(samples: pd.DataFrame, sweeps: pd.DataFrame, rounds: pd.DataFram
         t_sw = (sweeps["t_ref"] - t0).to_numpy()
         step = float(np.median(np.diff(t_sw))) if len(t_sw) > 1 else 1.0
         leaders = [v if isinstance(v, str) else None for v in sweeps["leader"]]
+        # gaps (deployment, restarts) split runs: a blank entry one step after the gap starts
+        at = [i for i in range(1, len(t_sw)) if t_sw[i] - t_sw[i - 1] > gap]
+        for i in reversed(at):
+            t_sw = np.insert(t_sw, i, t_sw[i - 1] + step)
+            leaders.insert(i, "")
         for a, b, who in _run_lengths(leaders):
+            if who == "":  # not measured: left blank, unlike "no master" (light grey)
+                continue
             x0, x1 = t_sw[a], (t_sw[b] if b < len(t_sw) else t_sw[-1] + step)
             colour = palette.get(who, "0.3") if who and "," not in who else ("0.85" if not who else "k")
             axm.broken_barh([(x0, x1 - x0)], (0, 1), color=colour)
