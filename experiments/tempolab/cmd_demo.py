@@ -9,6 +9,7 @@ is the same code path a user runs by hand (``tempo lab up``, ``tempo deploy``,
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -49,7 +50,12 @@ def run(args: argparse.Namespace) -> int:
     before = set(results.glob("*-*")) if results.exists() else set()
     try:
         _step("lab", ["lab", "up", "--nodes", str(args.nodes)])
-        _step("deploy", ["deploy"])
+        # deploy with the suite's timers and drift draws, so that the run's own deploy
+        # finds nothing to change and does not restart the daemons a second time
+        from .runner.deploy import deploy_vars
+        from .runner.suite import load_suite
+
+        _step("deploy", ["deploy", "-e", json.dumps(deploy_vars(load_suite(args.suite)))])
         run_argv = ["run", args.suite] + (["--quiet"] if args.quiet else [])
         _step("experiment", run_argv)
         new = sorted(p for p in results.glob("*-*") if p not in before and p.is_dir())

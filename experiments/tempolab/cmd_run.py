@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import signal
 from pathlib import Path
 
@@ -32,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cleanup", action="store_true",
                    help="remove leftover faults on every node (tempo_fault tables, "
                         "SIGCONT stopped daemons, start dead ones) and exit")
+    p.add_argument("--trials", type=int, metavar="N", help="override the suite's trial count")
+    p.add_argument("--seed", type=int, metavar="K", help="override the suite's seed (fault times, drift draws)")
     p.add_argument("--no-deploy", dest="deploy", action="store_false",
                    help="use the daemons already deployed (restart them instead of ansible)")
     p.set_defaults(func=run)
@@ -40,6 +43,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _sigterm(_signum: int, _frame: object) -> None:
     # same path as Ctrl-C: faults reverted, data flushed, exit 130
     raise KeyboardInterrupt
+
+
+def _override(suite, raw: dict, **over: int | None) -> tuple:
+    """The suite with fields replaced; re-validated, and the manifest keeps the result."""
+    from .runner.suite import parse_suite
+
+    raw = dict(raw, **{k: v for k, v in over.items() if v is not None})
+    return parse_suite(copy.deepcopy(raw), suite.source), raw
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
                 opts.inventory = Path(m["inventory"])
     elif args.suite:
         suite, raw = load_suite_raw(args.suite)
+        if args.trials is not None or args.seed is not None:
+            suite, raw = _override(suite, raw, trials=args.trials, seed=args.seed)
     else:
         raise ConfigError("give a SUITE, --resume RUN_DIR or --cleanup")
     old = signal.signal(signal.SIGTERM, _sigterm)
