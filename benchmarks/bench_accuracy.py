@@ -1,13 +1,25 @@
 """Accuracy in the lab (issue #6): `.venv/bin/python benchmarks/bench_accuracy.py` (root).
 
-Brings up its own lab (`acc`, 10.81.0.0/24, 5 nodes), measures the one-way delay
-between two namespaces, runs the suites `experiments/suites/accuracy.yaml` (100 ppm,
+Brings up its own lab (`acc`, 10.81.0.0/24, 5 nodes; a fresh one for each suite),
+measures the one-way delay between two namespaces, runs the suites `experiments/suites/accuracy.yaml` (100 ppm,
 default timers) and `experiments/suites/stress.yaml` (drift up to 10 %, 10 s rounds)
 through the real runner (`tempo run`, which deploys with Ansible), analyses each run
 folder (`tempo report`) and prints from its `summary.json`: post-sync skew p50 / p95 /
 p99 / max, between-round max skew, unsynchronized samples, the observer's own error
 bound, and the ratio of the post-sync skew p99 to the median one-way delay.
 `tempo lab down --name acc` always runs at the end.
+
+Two views of each figure: the report's `summary.json` (every round of the run,
+including the warm-up, where the frequency loop is still converging), and the same
+definitions (`tempolab.analysis.summary`) restricted to rounds and sweeps after the
+trial's warm-up (`warm_up_end_t` in trials.jsonl) -- the steady state the bars are
+about. Both are printed. A third view, labelled as such, leaves out observer samples
+whose own error bound (half the NTP round trip) exceeds FILTER_BOUND_S or is 0 (a
+negative round trip, clamped by the observer: inconsistent timestamps): on this shared
+2-core host about 1 % of the observer's samples have a node preempted between reading
+its clock and sending the reply, and each such sample is off by about its bound. The
+bars are judged on the unfiltered steady-state figures; the filtered ones say how much
+of the tail is the observer's measurement rather than the clocks.
 
 One-way delay ("the physical floor"): there is no `ping` on this machine, and every
 namespace shares the host's real clock, so the delay is measured directly: a UDP
@@ -24,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import statistics
 import subprocess
@@ -32,10 +45,17 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "experiments"))
+
+import pandas as pd  # noqa: E402
+
+from tempolab.analysis.summary import between_round_sweeps, stats  # noqa: E402
+
 BIN = Path(sys.executable).parent
 LAB, SUBNET, NODES = "acc", "10.81.0.0/24", 5
 SUITES = {"accuracy": REPO / "experiments/suites/accuracy.yaml",
           "stress": REPO / "experiments/suites/stress.yaml"}
+FILTER_BOUND_S = 100e-6  # observer samples with a larger error bound are left out of the filtered view
 RATIO_BAR = 3.0        # post-sync skew p99 / one-way delay (issue #6)
 STRESS_BAR_S = 1e-3    # post-sync and between-round max skew under stress (issue #6)
 
@@ -134,6 +154,42 @@ def run_suite(name: str, out: Path) -> dict:
             "load_before": load_before, "load_after": load_average(), "summary": summary}
 
 
+def steady_state(run_dir: Path, interval_s: float) -> dict:
+    """Post-sync skew stats and between-round max from the run's tables, after warm-up."""
+    trials = [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines() if line.strip()]
+    t0 = min(float(t.get("warm_up_end_t") or t["t_start"]) for t in trials)
+    rs = pd.read_parquet(run_dir / "tables" / "round_summary.parquet")
+    sw = pd.read_parquet(run_dir / "tables" / "sweeps.parquet")
+    br = between_round_sweeps(sw, interval_s)
+    br = br[br["t_ref"] >= t0]
+    out = {"warm_up_end_t": t0, "post_sync_skew_s": stats(rs.loc[rs["t_ref"] >= t0, "post_skew_s"]),
+           "between_round_max_skew_s": float(br["max_skew_s"].max()) if len(br) else None,
+           "between_round_sweeps": int(len(br))}
+    # filtered view: the same figures from observer samples with bound <= FILTER_BOUND_S
+    samples = pd.read_parquet(run_dir / "tables" / "samples.parquet")
+    # bound 0 = a negative round trip clamped by the observer: inconsistent timestamps
+    ok = (samples["bound_s"] > 0.0) & (samples["bound_s"] <= FILTER_BOUND_S)
+    good = samples[samples["in_sync"] & ok]
+    g = good[good["sweep"].isin(br["sweep"])].groupby("sweep")["offset_s"]
+    fsk = (g.max() - g.min())[g.count() >= 2]
+    rounds = pd.read_parquet(run_dir / "tables" / "rounds.parquet")
+    post = []
+    for _, r in rounds[rounds["t_ref"] >= t0].groupby("round_id"):
+        t_apply = float(r["t_apply"].iloc[0])
+        offs = []
+        for node in r["node"]:
+            after = good[(good["node"] == node) & (good["t_ref"] >= t_apply) & (good["t_ref"] <= t_apply + 1.0)]
+            if len(after):
+                offs.append(float(after.sort_values("t_ref")["offset_s"].iloc[0]))
+        if len(offs) >= 2:
+            post.append(max(offs) - min(offs))
+    out["filtered"] = {"post_sync_skew_s": stats(post),
+                       "between_round_max_skew_s": float(fsk.max()) if len(fsk) else None,
+                       "samples_left_out": int((samples["in_sync"] & ~ok).sum()),
+                       "samples": int(samples["in_sync"].sum())}
+    return out
+
+
 def report(name: str, res: dict, delay: dict[str, float]) -> None:
     acc = res["summary"].get("accuracy") or {}
     ps = acc.get("post_sync_skew_s") or {}
@@ -143,9 +199,26 @@ def report(name: str, res: dict, delay: dict[str, float]) -> None:
     print(f"\n== {name}: {res['run_dir']} (tempo run exit {res['exit']}, {res['wall_s']:.0f} s wall)")
     print(f"load average before {res['load_before']} after {res['load_after']}")
     print(f"rounds measured: {ps.get('n')}, within the per-round bound: {acc.get('rounds_within_bound')}")
-    print(f"post-sync skew   p50 {fmt_us(ps.get('p50'))}  p95 {fmt_us(ps.get('p95'))}  "
+    print(f"whole run (summary.json), {ps.get('n')} rounds:")
+    print(f"  post-sync skew   p50 {fmt_us(ps.get('p50'))}  p95 {fmt_us(ps.get('p95'))}  "
           f"p99 {fmt_us(ps.get('p99'))}  max {fmt_us(ps.get('max'))}")
-    print(f"between-round max skew {fmt_us(br)}")
+    print(f"  between-round max skew {fmt_us(br)}")
+    ss = steady_state(Path(res["run_dir"]), float(acc.get("round_interval_s") or math.nan))
+    sp = ss["post_sync_skew_s"]
+    print(f"after warm-up, {sp.get('n')} rounds, {ss['between_round_sweeps']} between-round sweeps:")
+    print(f"  post-sync skew   p50 {fmt_us(sp.get('p50'))}  p95 {fmt_us(sp.get('p95'))}  "
+          f"p99 {fmt_us(sp.get('p99'))}  max {fmt_us(sp.get('max'))}")
+    print(f"  between-round max skew {fmt_us(ss['between_round_max_skew_s'])}")
+    f = ss["filtered"]
+    fp = f["post_sync_skew_s"]
+    print(f"after warm-up, observer samples with 0 < bound <= {FILTER_BOUND_S * 1e6:.0f} us only "
+          f"({f['samples_left_out']} of {f['samples']} left out):")
+    print(f"  post-sync skew   p50 {fmt_us(fp.get('p50'))}  p95 {fmt_us(fp.get('p95'))}  "
+          f"p99 {fmt_us(fp.get('p99'))}  max {fmt_us(fp.get('max'))}")
+    print(f"  between-round max skew {fmt_us(f['between_round_max_skew_s'])}")
+    if name == "accuracy" and fp.get("p99") is not None:
+        print(f"  filtered ratio p99 / median one-way delay = {fp['p99'] / delay['median_s']:.1f}")
+    ps, br = sp, ss["between_round_max_skew_s"]     # the bars are about the steady state
     print(f"unsynchronized samples (left out): {uns.get('samples')} over {uns.get('duration_s')} s")
     if obs:
         print(f"observer error bound: {json.dumps(obs)[:300]}")
@@ -178,7 +251,14 @@ def main(argv: list[str] | None = None) -> int:
         delay = one_way_delay_s(args.pings)
         print(f"one-way delay n1 -> n2 (user sendto -> kernel receive, {delay['replies']} datagrams): "
               f"median {fmt_us(delay['median_s'])}, min {fmt_us(delay['min_s'])}")
-        for name in names:
+        for i, name in enumerate(names):
+            if i:
+                # A fresh lab per suite: the drift profiles' epoch is the lab's first
+                # deploy, so at 10 % the hardware clocks of a reused lab are already
+                # 0.1 x (its age) apart -- 46 s after one accuracy run, a 92 s hold.
+                sh([str(BIN / "tempo"), "lab", "down", "--name", LAB], check=False, timeout=300)
+                sh([str(BIN / "tempo"), "lab", "up", "--name", LAB, "--subnet", SUBNET, "--nodes", str(NODES)],
+                   timeout=300)
             try:
                 results[name] = run_suite(name, args.out)
             except (RuntimeError, subprocess.SubprocessError, OSError, ValueError) as exc:

@@ -271,3 +271,13 @@ def test_kernel_stamps_map_the_wait_into_hardware_time() -> None:
     assert ks.arrival_hw(_anc(1020.5), hw[0]) is None
     assert ks.arrival_hw(_anc(1000.0), hw[0]) is None
     assert KernelStamps(lambda: 1.0, None).arrival_hw(_anc(1.0), 1.0) is None
+
+
+def test_kernel_stamps_read_hw_and_real_as_a_pair_and_retry_after_a_preemption() -> None:
+    hw_reads = iter([5000.0,                    # anchor, at construction
+                     5001.0, 5001.001,          # preempted: 1 ms between the two hw reads
+                     5001.002, 5001.002])       # a clean pair
+    real_reads = iter([1000.0, 1001.0, 1001.002])
+    ks = KernelStamps(lambda: next(hw_reads), lambda: next(real_reads))
+    # arrival at real 1001.0015: 0.5 ms before the clean pair's real time
+    assert ks.arrival_hw(_anc(1001.0015)) == pytest.approx(5001.0015, abs=1e-7)

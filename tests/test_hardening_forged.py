@@ -128,6 +128,7 @@ def test_forged_packets_change_nothing_and_are_counted(lab):
         for v in VARIANTS:
             lines.append(json.dumps({"dst": addr[to], "port": port, "hex": forged(wire.encode(msg), v).hex()}))
             expected[to] += 1
+    print(f"sending {len(lines)} forged datagrams from {attacker}'s namespace, per receiver {expected}")
     assert in_netns(lab, attacker, ["send"], "\n".join(lines)).strip() == str(len(lines))
     assert_nothing_changed(lab, before)
     c1 = counters(lab)
@@ -150,6 +151,7 @@ def test_replayed_authentic_packets_are_rejected_and_change_nothing(lab):
     expected = {n.name: 0 for n in lab.nodes}
     for c in captured:
         expected[name_of[c["dst"]]] += 1
+    print(f"replaying {len(captured)} captured datagrams ({sorted(t.name for t in types)}), per receiver {expected}")
     c0 = counters(lab)
     lines = [json.dumps({"dst": c["dst"], "port": c["dport"], "hex": c["hex"]}) for c in captured]
     assert in_netns(lab, attacker, ["send"], "\n".join(lines)).strip() == str(len(lines))

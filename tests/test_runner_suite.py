@@ -10,7 +10,7 @@ import yaml
 from tempolab.errors import ConfigError
 from tempolab.runner.suite import builtin_suites, load_suite, parse_suite
 
-BUILTIN = ["accuracy", "drift-sweep", "leader-kill", "loss", "partition-heal", "pause", "scale", "smoke", "stress"]
+BUILTIN = ["accuracy", "drift-sweep", "leader-kill", "load", "loss", "partition-heal", "pause", "scale", "smoke", "stress"]
 
 
 def test_builtin_suites_present_and_valid():

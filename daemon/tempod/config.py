@@ -195,6 +195,8 @@ def load(path: str | os.PathLike[str]) -> DaemonConfig:
         raise ConfigError("", f"{p}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("", f"{p}: invalid TOML: {exc}") from None
+    except RecursionError:  # thousands of nested [ or {: tomllib recurses per level
+        raise ConfigError("", f"{p}: invalid TOML: nested too deeply") from None
     return from_dict(data, base_dir=p.resolve().parent, source=p, check_files=True)
 
 

@@ -21,8 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                "  tempo run --cleanup --lab trun",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("suite", nargs="?", help="built-in suite name (smoke, leader-kill, pause, "
-                   "partition-heal, loss, drift-sweep, scale) or a suite YAML path")
+    from .runner.suite import builtin_suites
+
+    p.add_argument("suite", nargs="?", help=f"built-in suite name ({', '.join(builtin_suites())}) "
+                   "or a suite YAML path")
     p.add_argument("--inventory", "-i", type=Path, help="Ansible inventory (default: the lab's)")
     p.add_argument("--lab", dest="lab_name", help="lab name (default: the suite's, tslab)")
     p.add_argument("--subnet", dest="lab_subnet", help="lab subnet when the lab is created")

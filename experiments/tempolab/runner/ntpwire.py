@@ -2,7 +2,8 @@
 
 Owns: building a mode-3 request (``ntplib.NTPPacket`` does the packing), matching a reply
 to its request by the echoed transmit timestamp, the four-timestamp offset / round-trip
-maths, and the stratum/LI/refid -> (state, master address) table of docs/architecture.md.
+maths, and reading the node's election state out of a reply (the table itself is
+``tempod.ntp``'s, shared with the daemon that encodes it).
 Pure: times come in as arguments; no sockets here.
 
 Signs: ``offset_s = node clock - reference`` (positive = node ahead), from
@@ -13,19 +14,16 @@ rtt = (t4 - t1) - (t3 - t2); the offset error is at most rtt / 2.
 
 from __future__ import annotations
 
-import ipaddress
 import struct
 from dataclasses import dataclass
 
 import ntplib
 
+from tempod import ntp as tempod_ntp
+
 NTP_EPOCH_DELTA_S = 2208988800  # 1900-01-01 -> 1970-01-01, seconds
 _TX_SLICE = slice(40, 48)       # transmit timestamp in a request
 _ORIG_SLICE = slice(24, 32)     # originate timestamp in a reply (echo of our transmit)
-KISS = {b"LEAD": "LEADER", b"STRT": "START", b"CONS": "CONSISTENCY", b"NOLD": "NOLEADER",
-        b"ACPT": "ACCEPT", b"CAND": "CANDIDATE", b"CONF": "CONFLICT",
-        # a FOLLOWER not yet corrected since its daemon started (raw hardware clock)
-        b"UNSY": "UNSYNCED"}
 
 
 class BadReply(ValueError):
@@ -83,17 +81,19 @@ def parse_reply(data: bytes) -> Reply:
 def decode_state(stratum: int, leap: int, refid: bytes) -> tuple[str, str | None]:
     """(state, master address or "self") from the responder's encoding.
 
-    LEADER: stratum 1, refid ``LEAD`` -> ("LEADER", "self"); FOLLOWER: stratum 2, refid =
-    the master's IPv4 -> ("FOLLOWER", "a.b.c.d"); stratum 16 with a 4-letter kiss code
-    -> that state with no master. Anything else is reported as ("UNKNOWN", None).
+    The table itself lives with the encoder, in ``tempod.ntp`` (``encode_state`` /
+    ``decode_state``); this adapts it to the observer's records: LEADER -> ("LEADER",
+    "self"); FOLLOWER -> ("FOLLOWER", "a.b.c.d"), or None when the follower does not
+    know its master (refid 0.0.0.0); stratum 16 with a state code -> that state with no
+    master; anything that is not Tempo's encoding (another NTP server) -> ("UNKNOWN",
+    None) rather than an error, so one odd reply never stops the observer. ``leap`` is
+    implied by stratum and refid in this encoding and is not needed to decode it.
     """
-    if stratum == 1 and refid == b"LEAD":
-        return "LEADER", "self"
-    if stratum == 2:
-        return "FOLLOWER", str(ipaddress.IPv4Address(refid))
-    if stratum == 16 and refid in KISS:
-        return KISS[refid], None
-    return "UNKNOWN", None
+    try:
+        state, master = tempod_ntp.decode_state(stratum, refid)
+    except tempod_ntp.NtpError:
+        return "UNKNOWN", None
+    return state, ("self" if state == "LEADER" else master)
 
 
 @dataclass(frozen=True)

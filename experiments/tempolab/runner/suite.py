@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,7 +169,12 @@ class _Checker:
                maximum: float | None = None, positive: bool = False) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(path, f"expected a number, got {value!r}")
-        v = float(value)
+        try:
+            v = float(value)
+        except OverflowError:  # an int beyond float range (found by tests/test_hardening_fuzz.py)
+            raise self.fail(path, f"number out of range, got {value!r}") from None
+        if not math.isfinite(v):  # NaN passes every < / > range check
+            raise self.fail(path, f"must be a finite number, got {value!r}")
         if positive and v <= 0:
             raise self.fail(path, f"must be > 0, got {value!r}")
         if minimum is not None and v < minimum:
@@ -367,7 +373,10 @@ def parse_suite(data: Any, source: str) -> Suite:
     if not isinstance(faults, list):
         raise c.fail("faults", f"expected a list, got {faults!r}")
     kw["faults"] = tuple(_fault(c, f, f"faults[{i}]") for i, f in enumerate(faults))
-    requires = list(data.get("requires", []))
+    requires = data.get("requires", [])
+    if not isinstance(requires, list):  # list(None) / list(5) would raise TypeError
+        raise c.fail("requires", f"expected a list, got {requires!r}")
+    requires = list(requires)
     for i, r in enumerate(requires):
         c.string(r, f"requires[{i}]", choices=REQUIREMENTS)
     if any(f.kind in ("delay", "jitter") for f in kw["faults"]) and "netem" not in requires:
@@ -427,11 +436,16 @@ def load_suite_raw(name_or_path: str) -> tuple[Suite, Any]:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read suite: {exc.strerror}", source=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", source=path.name) from None
     try:
         data = yaml.safe_load(text)
+        copied = copy.deepcopy(data)
     except yaml.YAMLError as exc:
         raise ConfigError(f"not valid YAML: {exc}", source=path.name) from exc
-    return parse_suite(copy.deepcopy(data), path.name), data
+    except RecursionError:  # thousands of nested [ or {: PyYAML's composer recurses per level
+        raise ConfigError("not a usable suite: nested too deeply", source=path.name) from None
+    return parse_suite(copied, path.name), data
 
 
 def builtin_suites() -> list[str]:

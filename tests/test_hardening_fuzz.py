@@ -1,0 +1,196 @@
+"""Property-based fuzz of the two file decoders users hand us: the daemon's config
+(``tempod.config.load`` / ``from_dict``) and the runner's suite YAML
+(``tempolab.runner.suite.load_suite_raw`` / ``parse_suite``).
+
+Property: whatever the input, the decoder returns a result or raises its own error type
+(``tempod.config.ConfigError`` / ``tempolab.errors.ConfigError``), never anything else;
+and what it accepts is sane (finite numbers, no NaN slipping through a range check).
+Inputs come in three layers: raw bytes, random documents of the right syntax, and
+documents shaped like the schema (known keys, values of every type) that reach the deep
+checks. The wire codec has its own fuzz (tests/test_wire_fuzz.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tempfile
+from pathlib import Path
+
+import yaml
+from hypothesis import HealthCheck, example, given, settings, strategies as st
+
+from tempod import config as tconfig
+from tempolab.errors import ConfigError as SuiteError
+from tempolab.runner import suite as tsuite
+
+FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# --- shared value strategies ---------------------------------------------------------
+
+scalars = st.one_of(
+    st.none(), st.booleans(),
+    st.integers(min_value=-(2 ** 70), max_value=2 ** 70),
+    st.integers(min_value=-(10 ** 400), max_value=10 ** 400),   # beyond float range
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20), st.sampled_from(["", "n1", "10.0.0.1", "::1", "master", "uniform", "kill", "n1 n2"]),
+)
+values = st.recursive(scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)), max_leaves=12)
+
+
+def all_numbers_finite(obj) -> bool:
+    if isinstance(obj, float):
+        return math.isfinite(obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return all(all_numbers_finite(getattr(obj, f.name)) for f in dataclasses.fields(obj))
+    if isinstance(obj, dict):
+        return all(all_numbers_finite(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return all(all_numbers_finite(v) for v in obj)
+    return True
+
+
+# --- the daemon config ---------------------------------------------------------------
+
+def config_docs() -> st.SearchStrategy[dict]:
+    """Documents with the schema's sections and keys and values of any type."""
+    sections = {}
+    for section, keys in tconfig.SCHEMA.items():
+        key_names = list(keys) + ["bogus"]
+        sections[section] = st.dictionaries(st.sampled_from(key_names), values, max_size=len(key_names))
+    hosts = st.lists(st.fixed_dictionaries({}, optional={"name": st.one_of(st.sampled_from(["n2", "n3", "n1"]), values),
+                                                         "address": st.one_of(st.sampled_from(["10.0.0.2", "10.0.0.1"]), values)}),
+                     max_size=3)
+    return st.fixed_dictionaries(
+        {"node": st.fixed_dictionaries({"name": st.sampled_from(["n1", "x" * 64, "a b"]),
+                                         "address": st.sampled_from(["10.0.0.1", "999.1.1.1", "::1"])},
+                                        optional={k: values for k in ("tsp_port", "ntp_port", "master_eligible")})},
+        optional={**{s: sections[s] for s in tconfig.SCHEMA if s != "node"},
+                  "peers": st.fixed_dictionaries({}, optional={"hosts": st.one_of(hosts, values), "trusted": values}),
+                  "extra": values})
+
+
+def check_config_result(cfg) -> None:
+    assert isinstance(cfg, tconfig.DaemonConfig)
+    assert all_numbers_finite(cfg.node) and all_numbers_finite(cfg.runtime)
+
+
+DEEP = "x = " + "[" * 5000 + "]" * 5000   # found by hand: the parsers recurse per level
+
+
+@FUZZ
+@given(st.binary(max_size=400))
+@example(DEEP.encode())
+@example(b"\xff\xfe")
+def test_config_load_of_any_bytes_raises_only_config_error(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("cfg") / "tempod.toml"
+    path.write_bytes(data)
+    try:
+        check_config_result(tconfig.load(path))
+    except tconfig.ConfigError:
+        pass
+
+
+@FUZZ
+@given(st.text(alphabet=st.sampled_from(list('[]=."\'\n #{},0123456789abcdefntrueflsx_-+:eE')), max_size=200))
+def test_config_load_of_toml_like_text_raises_only_config_error(tmp_path_factory, text):
+    path = tmp_path_factory.mktemp("cfg") / "tempod.toml"
+    path.write_text(text)
+    try:
+        check_config_result(tconfig.load(path))
+    except tconfig.ConfigError:
+        pass
+
+
+@FUZZ
+@given(st.one_of(config_docs(), values))
+def test_config_from_any_document_raises_only_config_error(doc):
+    try:
+        check_config_result(tconfig.from_dict(doc, check_files=False))
+    except tconfig.ConfigError as exc:
+        assert str(exc)  # a message naming the key
+
+
+# --- the suite YAML ------------------------------------------------------------------
+
+fault_docs = st.dictionaries(
+    st.sampled_from(list(tsuite._FAULT) + ["bogus"]),
+    st.one_of(values, st.sampled_from(list(tsuite.FAULT_KINDS) + list(tsuite.TARGETS)),
+              st.lists(st.floats(allow_nan=True), min_size=0, max_size=3)),
+    max_size=6)
+sweep_docs = st.lists(st.dictionaries(
+    st.sampled_from(["nodes", "drift.max_ppm", "drift.distribution", "daemon.round_interval_s",
+                     "daemon.probes_per_round", "daemon.nope", "x"]), values, max_size=3), max_size=3)
+
+
+def suite_docs() -> st.SearchStrategy[dict]:
+    top = {k: values for k in tsuite._TOP}
+    top["faults"] = st.one_of(st.lists(fault_docs, max_size=3), values)
+    top["sweep"] = st.one_of(sweep_docs, values)
+    top["daemon"] = st.one_of(st.dictionaries(st.sampled_from(list(tsuite.DAEMON_KEYS) + ["bogus"]), values,
+                                              max_size=4), values)
+    top["drift"] = st.one_of(st.dictionaries(st.sampled_from(["distribution", "max_ppm", "max_offset_s", "seed"]),
+                                             values, max_size=4), values)
+    top["lab"] = st.one_of(st.dictionaries(st.sampled_from(["name", "subnet", "x"]), values, max_size=2), values)
+    return st.fixed_dictionaries({}, optional=top)
+
+
+def check_suite_result(s) -> None:
+    assert isinstance(s, tsuite.Suite)
+    assert all_numbers_finite(s), s
+    for k in range(s.n_trials):  # every sweep point applies cleanly
+        assert all_numbers_finite(s.at_point(k))
+
+
+@FUZZ
+@given(st.one_of(suite_docs(), values))
+def test_parse_suite_of_any_document_raises_only_config_error(doc):
+    try:
+        check_suite_result(tsuite.parse_suite(doc, "fuzz.yaml"))
+    except SuiteError as exc:
+        assert "fuzz.yaml" in str(exc) or "suite" in str(exc)
+
+
+@FUZZ
+@given(st.binary(max_size=400))
+@example(DEEP.replace(" =", ":").encode())
+@example(b"faults: &x [*x]\n")       # a recursive alias
+@example(b"seed: 2001-12-14\n")      # YAML dates are not integers
+@example(b"\x80")                    # not UTF-8 (was a UnicodeDecodeError)
+@example(b"requires: null\n")        # was a TypeError
+def test_load_suite_of_any_bytes_raises_only_config_error(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("suite") / "fuzz.yaml"
+    path.write_bytes(data)
+    try:
+        check_suite_result(tsuite.load_suite_raw(str(path))[0])
+    except SuiteError:
+        pass
+
+
+yaml_ish = st.text(alphabet=st.sampled_from(list("{}[]:-,&*!|>'\"#%@`\n 0123456789.eEnaofkilstrueyxY~")),
+                   max_size=200)
+
+
+@FUZZ
+@given(st.one_of(yaml_ish, suite_docs().map(lambda d: yaml.safe_dump(d, allow_unicode=True))))
+def test_load_suite_of_yaml_text_raises_only_config_error(tmp_path_factory, text):
+    path = tmp_path_factory.mktemp("suite") / "fuzz.yaml"
+    path.write_text(text)
+    try:
+        check_suite_result(tsuite.load_suite_raw(str(path))[0])
+    except SuiteError:
+        pass
+
+
+def test_the_fuzz_reaches_acceptance():
+    """The layered strategies are not all rejected at the door: a valid suite and a
+    valid config pass the same checks the fuzz applies."""
+    check_suite_result(tsuite.parse_suite({"faults": [{"kind": "kill", "at_s": 1, "duration_s": 2}],
+                                           "sweep": [{"nodes": 5}]}, "ok.yaml"))
+    with tempfile.TemporaryDirectory() as d:
+        key = Path(d) / "k"
+        key.write_text("00" * 32)
+        key.chmod(0o600)
+        cfg = tconfig.from_dict({"node": {"name": "n1", "address": "10.0.0.1"}, "auth": {"key_file": str(key)}})
+        check_config_result(cfg)
