@@ -13,11 +13,9 @@ median / p99 / max of bound_s (half the round trip).
 from __future__ import annotations
 
 import argparse
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from tempolab.runner.faults import NodeRef
 from tempolab.runner.observer import Observer, bound_stats

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from .errors import EnvironmentProblem
+from .runner.deploy import ansible_playbook_path
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOKS = ("deploy", "start", "stop", "collect", "teardown")
@@ -44,16 +43,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="extra variables, as for ansible-playbook (repeatable)")
     p.add_argument("ansible_args", nargs=argparse.REMAINDER, help="after --: passed to ansible-playbook unchanged")
     p.set_defaults(func=run)
-
-
-def ansible_playbook_path() -> str:
-    here = Path(sys.executable).parent / "ansible-playbook"
-    if here.exists():
-        return str(here)
-    found = shutil.which("ansible-playbook")
-    if not found:
-        raise EnvironmentProblem("ansible-playbook not found; run `bash scripts/bootstrap.sh`")
-    return found
 
 
 def build_argv(args: argparse.Namespace) -> list[str]:

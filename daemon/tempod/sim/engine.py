@@ -44,7 +44,7 @@ from ..node import Node
 from ..nodeconfig import NodeConfig
 from .scenario import SimConfig
 
-_DELIVER, _TIMER, _FAULT, _SAMPLE, _CHECK = 0, 1, 2, 3, 4
+_DELIVER, _TIMER, _FAULT, _SAMPLE, _CHECK, _BDELIVER = 0, 1, 2, 3, 4, 5
 _LEADING = (State.LEADER, State.CONFLICT)
 
 
@@ -64,6 +64,27 @@ class SimNode:
     timer_hw: float = 0.0
     last_clk: float = -math.inf
     backlog: list = field(default_factory=list)
+    # hw = lin_h0 + lin_k * (true - lin_e) when the clock has no wander (lin = True): the
+    # exact expression SimClock.read/true_at evaluate, without a method call per event.
+    lin: bool = False
+    lin_h0: float = 0.0
+    lin_k: float = 1.0
+    lin_e: float = 0.0
+
+
+def _cache_linear(sn: SimNode) -> None:
+    """Cache the hardware clock's line when it has no wander (``SimClock.read`` is then
+    ``(epoch + offset) + (1 + rate) * (true - epoch)``).  Checked against ``read`` and
+    ``true_at`` so that a change of SimClock's arithmetic falls back to the method calls
+    instead of silently changing results."""
+    hw = sn.hw
+    if hw.wander != 0.0:
+        return
+    h0, k, e = hw.epoch_s + hw.offset_s, 1.0 + hw.rate_ppm * 1e-6, hw.epoch_s
+    for x in (-1.5, 0.0, 0.123456789, 1234.5678, 98765.4321):
+        if h0 + k * (x - e) != hw.read(x) or e + (x - h0) / k != hw.true_at(x):
+            return
+    sn.lin, sn.lin_h0, sn.lin_k, sn.lin_e = True, h0, k, e
 
 
 def _pct(sorted_vals: list[float], q: float) -> float | None:
@@ -104,6 +125,7 @@ class Simulation:
                           seed=crng.getrandbits(32), wander_step_s=10.0)
             nrng = random.Random(root.getrandbits(64))
             sn = SimNode(i, cfg.name, cfg, hw, self._new_sw(cfg), None, nrng)  # type: ignore[arg-type]
+            _cache_linear(sn)
             self.nodes.append(sn)
         # Stagger boots over the first second so that startup is not a synchronized burst.
         for sn in self.nodes:
@@ -146,7 +168,7 @@ class Simulation:
 
     def _read(self, sn: SimNode) -> float:
         """hw at the current true time, with the never-backwards check on the clk."""
-        hw = sn.hw.read(self.t)
+        hw = sn.lin_h0 + sn.lin_k * (self.t - sn.lin_e) if sn.lin else sn.hw.read(self.t)
         clk = sn.sw.corrected(hw)
         self.checks["monotonic"] += 1
         if clk < sn.last_clk:
@@ -155,7 +177,10 @@ class Simulation:
         return hw
 
     def _reschedule(self, sn: SimNode) -> None:
-        d = sn.node.next_deadline()
+        self._arm(sn, sn.node.next_deadline())
+
+    def _arm(self, sn: SimNode, d: float | None) -> None:
+        """Make sure a TIMER event fires at the true time of hw deadline ``d``."""
         if d is None:
             sn.timer_t = None
             return
@@ -164,7 +189,7 @@ class Simulation:
             # branch re-arms if the deadline moved later.  A follower's loss timer moves
             # at every PROBE; pushing a heap event each time was ~1/3 of the heap traffic.
             return
-        tt = sn.hw.true_at(d)
+        tt = sn.lin_e + (d - sn.lin_h0) / sn.lin_k if sn.lin else sn.hw.true_at(d)
         if tt < self.t:
             tt = self.t
         if tt != sn.timer_t:
@@ -178,7 +203,18 @@ class Simulation:
         for a in actions:
             ta = type(a)
             if ta is Send:
-                self._send(src, self.index[a.to], a.msg)
+                # inlined _send (one per datagram; a round is ~10 per follower)
+                self.msgs_sent += 1
+                j = self.index[a.to]
+                comp = self.comp
+                if comp[src.idx] != comp[j] or (self.loss and self.net_rng.random() < self.loss):
+                    self.msgs_dropped += 1
+                    continue
+                payload = self._encode(a.msg) if self._wire else a.msg
+                jit = self.jitter_s
+                d = self.delay_s + (jit * self.net_rng.random() if jit else 0.0)
+                self._seq += 1
+                heapq.heappush(self.heap, (self.t + d, self._seq, _DELIVER, j, (payload, src.idx)))
             elif ta is Broadcast:
                 self._broadcast(src, a.msg)
             elif ta is Log:
@@ -188,7 +224,14 @@ class Simulation:
 
     def _broadcast(self, src: SimNode, msg: wire.Message) -> None:
         """``_send`` to every other node, with the loop's invariants hoisted: the startup
-        is N broadcasts of MASTERREQ, N^2 datagrams (1 M at 1,000 nodes)."""
+        is N broadcasts of MASTERREQ, N^2 datagrams (1 M at 1,000 nodes).
+
+        The deliveries go into the heap one at a time: they are drawn (loss, jitter, seq)
+        exactly as N separate sends would be, sorted by (time, seq), and only the earliest
+        is pushed; popping it pushes the next (a k-way merge, see ``run``).  The global
+        order of events is the same as pushing all of them -- (time, seq) keys are unique
+        -- but the heap holds one entry per broadcast instead of N, which at startup keeps
+        it at ~1,000 entries instead of ~1,000,000 (heappop cost grows with its depth)."""
         i = src.idx
         comp = self.comp
         ci = comp[i]
@@ -197,10 +240,10 @@ class Simulation:
         jit = self.jitter_s
         base = self.t + self.delay_s
         payload = self._encode(msg) if self._wire else msg
-        heap = self.heap
-        push = heapq.heappush
         seq = self._seq
         sent = dropped = 0
+        todo = []
+        add = todo.append
         for j in range(len(comp)):
             if j == i:
                 continue
@@ -209,10 +252,14 @@ class Simulation:
                 dropped += 1
                 continue
             seq += 1
-            push(heap, (base + (jit * rnd() if jit else 0.0), seq, _DELIVER, j, (payload, i)))
+            add((base + (jit * rnd() if jit else 0.0), seq, j))
         self._seq = seq
         self.msgs_sent += sent
         self.msgs_dropped += dropped
+        if todo:
+            todo.sort()
+            t0, s0, j0 = todo[0]
+            heapq.heappush(self.heap, (t0, s0, _BDELIVER, j0, (payload, i, todo, 0)))
 
     def _send(self, src: SimNode, j: int, msg: wire.Message) -> None:
         self.msgs_sent += 1
@@ -419,6 +466,7 @@ class Simulation:
         heap = self.heap
         nodes = self.nodes
         pop = heapq.heappop
+        push = heapq.heappush
         addrs = self.addrs
         wire_mode = self._wire
         decode = wire.decode
@@ -428,28 +476,41 @@ class Simulation:
             t, _s, kind, idx, payload = pop(heap)
             events += 1
             self.t = t
-            if kind == _DELIVER:
+            if kind <= 0 or kind == _BDELIVER:
+                if kind == _BDELIVER:
+                    # next delivery of the same broadcast (see _broadcast)
+                    msg, src, todo, k = payload
+                    k += 1
+                    if k < len(todo):
+                        tk, sk, jk = todo[k]
+                        push(heap, (tk, sk, _BDELIVER, jk, (msg, src, todo, k)))
+                else:
+                    msg, src = payload
                 sn = nodes[idx]
                 if not sn.alive:
                     continue
                 if sn.paused:
                     if len(sn.backlog) < 256:     # a socket buffer's worth; the rest is lost
-                        sn.backlog.append(payload)
+                        sn.backlog.append((msg, src))
                     continue
-                # inlined _read + _deliver (the hot path: one per datagram)
-                hw = sn.hw.read(t)
+                # inlined _read + _deliver + _reschedule (the hot path: one per datagram)
+                hw = sn.lin_h0 + sn.lin_k * (t - sn.lin_e) if sn.lin else sn.hw.read(t)
                 clk = sn.sw.corrected(hw)
                 if clk < sn.last_clk:
                     self._violate("monotonic", f"{sn.name} clk {clk!r} < earlier {sn.last_clk!r}")
                 sn.last_clk = clk
                 mono += 1
-                msg = payload[0]
                 if wire_mode:
                     msg = decode(msg)
-                acts = sn.node.handle_message(msg, addrs[payload[1]], hw)
+                node = sn.node
+                acts = node.handle_message(msg, addrs[src], hw)
                 if acts:
                     self._route(sn, acts)
-                self._reschedule(sn)
+                d = node.next_deadline()
+                if d is None:
+                    sn.timer_t = None
+                elif sn.timer_t is None or d < sn.timer_hw:
+                    self._arm(sn, d)
             elif kind == _TIMER:
                 sn = nodes[idx]
                 if not sn.alive or sn.paused or payload != sn.gen or t != sn.timer_t:

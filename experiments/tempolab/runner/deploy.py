@@ -48,13 +48,14 @@ def deploy_vars(suite: Suite) -> dict[str, Any]:
     return out
 
 
-def _ansible_playbook() -> str:
+def ansible_playbook_path() -> str:
+    """The venv's ansible-playbook (next to this Python), else the one on PATH."""
     here = Path(sys.executable).parent / "ansible-playbook"
     if here.exists():
         return str(here)
     found = shutil.which("ansible-playbook")
     if not found:
-        raise EnvironmentProblem("ansible-playbook not found (is the venv installed?)")
+        raise EnvironmentProblem("ansible-playbook not found; run `bash scripts/bootstrap.sh`")
     return found
 
 
@@ -73,7 +74,7 @@ def run_playbook(name: str, inventory: Path, extra: dict[str, Any], out_dir: Pat
                ANSIBLE_FORCE_COLOR="0")
     t0 = time.monotonic()
     with open(log, "w") as fh:
-        proc = subprocess.run([_ansible_playbook(), "-i", str(inventory), str(playbook),
+        proc = subprocess.run([ansible_playbook_path(), "-i", str(inventory), str(playbook),
                                "-e", f"@{vars_path}"], stdout=fh, stderr=subprocess.STDOUT,
                               cwd=REPO, env=env, timeout=timeout_s)
     if proc.returncode != 0:

@@ -8,10 +8,9 @@ skew) and lines; the summary is computed from the run folder's records by
 from __future__ import annotations
 
 import statistics
-import sys
 import threading
 import time
-from typing import Any, Callable
+from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
