@@ -68,19 +68,23 @@ def main(argv: list[str] | None = None) -> int:
         ("config: bytes", st.binary(max_size=400), cfg_bytes, tconfig.ConfigError),
         ("config: documents", st.one_of(fz.config_docs(), fz.values),
          lambda d: fz.check_config_result(tconfig.from_dict(d, check_files=False)), tconfig.ConfigError),
+        ("config: one-key mutants", fz.mutated_config(),
+         lambda d: fz.check_config_result(tconfig.from_dict(d, check_files=False)), tconfig.ConfigError),
         ("suite: bytes", st.binary(max_size=400), suite_bytes, SuiteError),
         ("suite: YAML text", st.one_of(fz.yaml_ish, fz.suite_docs().map(yaml.safe_dump)),
          lambda t: suite_bytes(t.encode()), SuiteError),
         ("suite: documents", st.one_of(fz.suite_docs(), fz.values),
          lambda d: fz.check_suite_result(tsuite.parse_suite(d, "fuzz.yaml")), SuiteError),
+        ("suite: one-field mutants", fz.mutated_suite(),
+         lambda d: fz.check_suite_result(tsuite.parse_suite(d, "fuzz.yaml")), SuiteError),
     ]
     counts: Counter = Counter()
     failures: dict = {}
-    print(f"{'decoder: layer':22} {'inputs':>8} {'accepted':>9} {'rejected':>9} {'other':>6} {'inputs/s':>9}")
+    print(f"{'decoder: layer':26} {'inputs':>8} {'accepted':>9} {'rejected':>9} {'other':>6} {'inputs/s':>9}")
     for name, strategy, decode, err in cases:
         secs = run(name, strategy, decode, err, args.examples, counts, failures)
         total = sum(counts[(name, k)] for k in ("accepted", "rejected", "OTHER"))
-        print(f"{name:22} {total:8d} {counts[(name, 'accepted')]:9d} {counts[(name, 'rejected')]:9d} "
+        print(f"{name:26} {total:8d} {counts[(name, 'accepted')]:9d} {counts[(name, 'rejected')]:9d} "
               f"{counts[(name, 'OTHER')]:6d} {total / secs:9.0f}")
     for name, (kind, msg, inp) in failures.items():
         print(f"FAIL {name}: {kind}: {msg}\n  input: {inp}")

@@ -71,6 +71,22 @@ def config_docs() -> st.SearchStrategy[dict]:
                   "extra": values})
 
 
+VALID_CONFIG = {"node": {"name": "n1", "address": "10.0.0.1"},
+                "peers": {"hosts": [{"name": "n2", "address": "10.0.0.2"}], "trusted": ["n1", "n2"]},
+                "auth": {"required": False}}
+
+
+@st.composite
+def mutated_config(draw) -> dict:
+    """A valid config with one key (any section, any schema key) set to any value: every
+    value check is reached, not only the first one a random document trips over."""
+    doc = {k: dict(v) for k, v in VALID_CONFIG.items()}
+    section = draw(st.sampled_from(list(tconfig.SCHEMA)))
+    key = draw(st.sampled_from(list(tconfig.SCHEMA[section])))
+    doc.setdefault(section, {})[key] = draw(values)
+    return doc
+
+
 def check_config_result(cfg) -> None:
     assert isinstance(cfg, tconfig.DaemonConfig)
     assert all_numbers_finite(cfg.node) and all_numbers_finite(cfg.runtime)
@@ -83,6 +99,7 @@ DEEP = "x = " + "[" * 5000 + "]" * 5000   # found by hand: the parsers recurse p
 @given(st.binary(max_size=400))
 @example(DEEP.encode())
 @example(b"\xff\xfe")
+@example(b"[node]\nname = 'n1'\naddress = '10.0.0.1'\n[sync]\nagreement_s = 1" + b"0" * 400)  # was OverflowError
 def test_config_load_of_any_bytes_raises_only_config_error(tmp_path_factory, data):
     path = tmp_path_factory.mktemp("cfg") / "tempod.toml"
     path.write_bytes(data)
@@ -104,7 +121,7 @@ def test_config_load_of_toml_like_text_raises_only_config_error(tmp_path_factory
 
 
 @FUZZ
-@given(st.one_of(config_docs(), values))
+@given(st.one_of(config_docs(), mutated_config(), values))
 def test_config_from_any_document_raises_only_config_error(doc):
     try:
         check_config_result(tconfig.from_dict(doc, check_files=False))
@@ -136,6 +153,31 @@ def suite_docs() -> st.SearchStrategy[dict]:
     return st.fixed_dictionaries({}, optional=top)
 
 
+VALID_SUITE = {"nodes": 5, "trial_duration_s": 30, "faults": [{"kind": "partition", "at_s": [1, 2], "duration_s": 5,
+                                                             "side_a": 2}],
+               "sweep": [{"nodes": 3}, {"daemon.round_interval_s": 2.0}]}
+
+
+@st.composite
+def mutated_suite(draw) -> dict:
+    """A valid suite with one field (top level, in the fault, or in a sweep point) replaced."""
+    doc = {"nodes": 5, "trial_duration_s": 30, "faults": [dict(VALID_SUITE["faults"][0])],
+           "sweep": [dict(p) for p in VALID_SUITE["sweep"]]}
+    where = draw(st.sampled_from(["top", "fault", "sweep", "daemon", "drift"]))
+    if where == "top":
+        doc[draw(st.sampled_from(tsuite._TOP))] = draw(values)
+    elif where == "fault":
+        doc["faults"][0][draw(st.sampled_from(tsuite._FAULT))] = draw(st.one_of(
+            values, st.sampled_from(list(tsuite.FAULT_KINDS) + list(tsuite.TARGETS))))
+    elif where == "sweep":
+        doc["sweep"][0][draw(st.sampled_from(["nodes", "drift.max_ppm", "drift.distribution",
+                                              *(f"daemon.{k}" for k in tsuite.DAEMON_KEYS)]))] = draw(values)
+    else:
+        keys = list(tsuite.DAEMON_KEYS) if where == "daemon" else ["distribution", "max_ppm", "max_offset_s", "seed"]
+        doc[where] = {draw(st.sampled_from(keys)): draw(values)}
+    return doc
+
+
 def check_suite_result(s) -> None:
     assert isinstance(s, tsuite.Suite)
     assert all_numbers_finite(s), s
@@ -144,7 +186,7 @@ def check_suite_result(s) -> None:
 
 
 @FUZZ
-@given(st.one_of(suite_docs(), values))
+@given(st.one_of(suite_docs(), mutated_suite(), values))
 def test_parse_suite_of_any_document_raises_only_config_error(doc):
     try:
         check_suite_result(tsuite.parse_suite(doc, "fuzz.yaml"))
@@ -188,6 +230,8 @@ def test_the_fuzz_reaches_acceptance():
     valid config pass the same checks the fuzz applies."""
     check_suite_result(tsuite.parse_suite({"faults": [{"kind": "kill", "at_s": 1, "duration_s": 2}],
                                            "sweep": [{"nodes": 5}]}, "ok.yaml"))
+    check_suite_result(tsuite.parse_suite(VALID_SUITE, "valid.yaml"))
+    check_config_result(tconfig.from_dict(VALID_CONFIG, check_files=False))
     with tempfile.TemporaryDirectory() as d:
         key = Path(d) / "k"
         key.write_text("00" * 32)

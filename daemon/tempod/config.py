@@ -276,7 +276,10 @@ def _value(path: str, spec: Key, table: dict[str, Any]) -> Any:
         # TOML writes 10 for 10.0; an integer is a fine float, a bool is not.
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ConfigError(path, f"must be a number, got {_tname(v)}")
-        v = float(v)
+        try:
+            v = float(v)
+        except OverflowError:  # tomllib keeps integers of any size (found by a fuzz)
+            raise ConfigError(path, f"must be a finite number, got an integer of {len(str(v))} digits") from None
         if not math.isfinite(v):
             raise ConfigError(path, f"must be finite, got {v!r}")
     elif spec.type is int:

@@ -98,7 +98,7 @@ class LocalProtocolError(ProtocolError):
     """We tried to build something the format cannot carry (name too long, value out of range)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Message:
     type: MsgType
     seq: int                      # 0..65535
@@ -110,6 +110,28 @@ class Message:
     t3_ns: int | None = None      # PROBE_REPLY
     target: str | None = None     # name a message is about (QUIT/RESOLVE/CONFLICT/TEST/MSITE answers)
     data: dict[str, Any] | None = field(default=None, compare=False)  # STATUS / STATUS_REQ JSON body
+
+    def __init__(self, type: MsgType, seq: int, name: str, time_ns: int | None = None, hops: int = 0,
+                 t1_ns: int | None = None, t2_ns: int | None = None, t3_ns: int | None = None,
+                 target: str | None = None, data: dict[str, Any] | None = None) -> None:
+        # The generated frozen __init__ goes through object.__setattr__ per field; writing
+        # the slots through their descriptors is the same thing at half the cost (10
+        # Messages per follower per round: the simulator's largest single cost at 1,000 nodes).
+        _set_type(self, type)
+        _set_seq(self, seq)
+        _set_name(self, name)
+        _set_time_ns(self, time_ns)
+        _set_hops(self, hops)
+        _set_t1_ns(self, t1_ns)
+        _set_t2_ns(self, t2_ns)
+        _set_t3_ns(self, t3_ns)
+        _set_target(self, target)
+        _set_data(self, data)
+
+
+(_set_type, _set_seq, _set_name, _set_time_ns, _set_hops, _set_t1_ns, _set_t2_ns, _set_t3_ns,
+ _set_target, _set_data) = (getattr(Message, f).__set__ for f in (
+     "type", "seq", "name", "time_ns", "hops", "t1_ns", "t2_ns", "t3_ns", "target", "data"))
 
 
 # --- schema (data, not code) -------------------------------------------------------
