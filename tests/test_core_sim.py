@@ -155,3 +155,33 @@ def test_cli_human_json_and_exit_codes(capsys, monkeypatch):
     monkeypatch.setattr(simpkg, "run", failing)
     assert cli.main(["sim", "--nodes", "3", "--duration", "60"]) == 1
     assert "INVARIANT FAILED" in capsys.readouterr().out
+
+
+def test_sweep_replay_command_rebuilds_the_same_config():
+    """benchmarks/bench_sim_sweep.py prints a `tempo sim` command per failing seed: it
+    must rebuild exactly the run's SimConfig, or a violation could not be replayed."""
+    import importlib.util
+    import pathlib
+    import shlex
+
+    from tempolab import cmd_sim, cli
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "bench_sim_sweep.py"
+    spec = importlib.util.spec_from_file_location("bench_sim_sweep", path)
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    parser = cli.build_parser()
+    for seed in (0, 7, 41, 130, 1999):
+        sc = sweep.config_for(seed)
+        sc.fault_plan(sc.node_configs()[0])          # long enough for its faults
+        args = parser.parse_args(shlex.split(sweep.replay_command(sc))[1:])
+        assert cmd_sim.build_config(args) == sc
+
+
+@pytest.mark.xfail(strict=True, reason="open (docs/benchmarks.md, Simulator): under 20% loss a spurious "
+                   "election after settling leaves two masters for 1.8 s while lost QUIT/MASTERACK "
+                   "make them swap CONFLICT and LEADER; found by benchmarks/bench_sim_sweep.py")
+def test_sweep_seed_3636_two_masters_after_loss_induced_election():
+    r = run(SimConfig(nodes=3, duration_s=318, seed=3636, drift_ppm=100, loss=0.2, jitter_ms=0.5,
+                      faults=("partition", "kill-master")))
+    assert r["invariants"]["one_master"]["ok"], r["invariants"]["one_master"]["first_violation"]

@@ -181,8 +181,9 @@ def mutated_suite(draw) -> dict:
 def check_suite_result(s) -> None:
     assert isinstance(s, tsuite.Suite)
     assert all_numbers_finite(s), s
-    for k in range(s.n_trials):  # every sweep point applies cleanly
-        assert all_numbers_finite(s.at_point(k))
+    # every sweep point applies cleanly (one trial per point: `trials` may be huge)
+    for point in range(max(1, len(s.sweep))):
+        assert all_numbers_finite(s.at_point(point * s.trials))
 
 
 @FUZZ

@@ -203,7 +203,7 @@ class Simulation:
         for a in actions:
             ta = type(a)
             if ta is Send:
-                # inlined _send (one per datagram; a round is ~10 per follower)
+                # one datagram (a round is ~10 per follower): loss, partition, delay + jitter
                 self.msgs_sent += 1
                 j = self.index[a.to]
                 comp = self.comp
@@ -223,7 +223,7 @@ class Simulation:
                 pass   # no control clients in the simulation
 
     def _broadcast(self, src: SimNode, msg: wire.Message) -> None:
-        """``_send`` to every other node, with the loop's invariants hoisted: the startup
+        """A Send to every other node, with the loop's invariants hoisted: the startup
         is N broadcasts of MASTERREQ, N^2 datagrams (1 M at 1,000 nodes).
 
         The deliveries go into the heap one at a time: they are drawn (loss, jitter, seq)
@@ -260,19 +260,6 @@ class Simulation:
             todo.sort()
             t0, s0, j0 = todo[0]
             heapq.heappush(self.heap, (t0, s0, _BDELIVER, j0, (payload, i, todo, 0)))
-
-    def _send(self, src: SimNode, j: int, msg: wire.Message) -> None:
-        self.msgs_sent += 1
-        i = src.idx
-        comp = self.comp
-        if comp[i] != comp[j] or (self.loss and self.net_rng.random() < self.loss):
-            self.msgs_dropped += 1
-            return
-        payload = self._encode(msg) if self._wire else msg
-        jit = self.jitter_s
-        d = self.delay_s + (jit * self.net_rng.random() if jit else 0.0)
-        self._seq += 1
-        heapq.heappush(self.heap, (self.t + d, self._seq, _DELIVER, j, (payload, i)))
 
     def _log(self, sn: SimNode, a: Log) -> None:
         ev = a.event
