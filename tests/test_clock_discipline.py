@@ -217,3 +217,20 @@ def test_property_completed_slews_sum_exactly(deltas: list[float]) -> None:
         c.adjust(d, hw)
         hw += abs(d) / (SLEW_PPM * 1e-6) + 1.0
     assert c.corrected(hw) - hw == pytest.approx(sum(deltas), abs=2e-6)
+
+
+def test_a_backward_adjust_during_a_hold_keeps_the_hold_rate():
+    # A restarted node: SETTIME 1.0128 s back (hold at half speed, 2.03 s), and the next
+    # round's ADJTIME 2 s later asks again for what is left (12.8 ms here). Before, that
+    # rest was slewed at 500 ppm; a 44 ms rest measured in the lab took 90 s.
+    c = SoftwareClock(freq_max_ppm=0.0)
+    c.set_time(100.0 - 1.0128, hw_s=100.0)
+    left = c.slew_remaining(102.0)
+    assert -0.02 < left < 0.0
+    assert c.adjust(left, hw_s=102.0) == HOLD
+    assert c.slew_remaining(102.0 + 2 * abs(left) + 1e-9) == 0.0
+    # once the hold is over, a small backward correction is an ordinary slew again
+    assert c.adjust(-0.001, hw_s=110.0) == SLEW
+    # a forward correction during a hold is not held
+    c.set_time(c.corrected(120.0) - 0.5, hw_s=120.0)
+    assert c.adjust(+0.001, hw_s=120.1) == SLEW

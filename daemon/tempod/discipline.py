@@ -16,7 +16,8 @@ Rules
 * ``adjust(delta)`` with ``|delta| <= step_threshold_s``: slew, i.e. change the rate by at
   most ``slew_max_ppm`` until ``delta`` has been absorbed (BSD ``adjtime``).
 * ``delta > step_threshold_s``: step forward at once (time jumps ahead, never back).
-* ``delta < -step_threshold_s``: **hold** -- the clock keeps running forward at a reduced
+* ``delta < -step_threshold_s`` (or any backward correction while a hold is still in
+  progress): **hold** -- the clock keeps running forward at a reduced
   rate, ``1 + freq - backward_slew_ppm*1e-6`` (default: half speed), until ``delta`` is
   absorbed. Chosen over a plain 500 ppm slew because a 1 s correction would then take
   2000 s, far longer than a 10 s round; chosen over a step because steps back break the
@@ -228,6 +229,11 @@ class SoftwareClock:
         clk_now = self.corrected(hw_s)
         remaining = self.slew_remaining(hw_s)
         old_freq = self._freq
+        # A backward correction that arrives while a hold is still absorbing the last one
+        # (e.g. the next round's ADJTIME after a 1 s SETTIME back) is the same error, seen
+        # again: it keeps the hold rate. At the 500 ppm slew rate the rest (tens of ms)
+        # would otherwise take a minute and more to absorb.
+        holding = remaining < 0.0 and self._slew_rate == self.backward_slew
         if learn and self._fll_armed and self._last_correction_hw is not None:
             interval = hw_s - self._last_correction_hw
             if interval >= self.fll_min_interval_s and interval > 0.0:
@@ -254,7 +260,8 @@ class SoftwareClock:
             self._clk_a = clk_now + delta
             self._pending = 0.0
             self._slew_rate = self.slew_max
-        elif delta < -self.step_threshold_s or (always_step_forward and delta < 0.0):
+        elif (delta < -self.step_threshold_s or (always_step_forward and delta < 0.0)
+              or (holding and delta < 0.0)):
             kind = HOLD
             self._pending = delta
             self._slew_rate = self.backward_slew
