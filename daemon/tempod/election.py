@@ -34,7 +34,9 @@ Theory of operation (after timed's ``timed.c`` / ``slave.c`` / ``candidate.c`` /
 * CONFLICT: a LEADER that learns of another master (CONFLICT from a follower, or the
   other's MASTERUP / round message) broadcasts RESOLVE carrying its rank; every other
   master answers MASTERACK with its rank.  After ``reply_wait`` it sends QUIT to each
-  master it beats; if one beats it, it steps down and follows the best one.  A master
+  master it beats, and to any whose answer did not arrive (under loss the answer may be
+  what was lost; a dead master ignores it); if one beats it, it steps down and follows
+  the best one.  A master
   receiving QUIT steps down to FOLLOWER of the sender (the sender already compared).
   Two masters resolving at once exchange RESOLVE/QUIT; each obeys QUIT only from a
   master that beats it, so the outcome is the same on both sides.
@@ -526,9 +528,10 @@ class Election:
             self._send(best_name, MsgType.SLAVEUP)
             return
         for other, r in sorted(self._contenders.items()):
-            if r >= 0:   # a contender that never answered is gone (dead or partitioned)
-                self._send(other, MsgType.QUIT, rank=mine)
-                self._log("quit", peer=other, detail=f"sent QUIT (rank {mine} vs {r})")
+            # also to a contender whose rank never arrived: under loss its answer may be
+            # what was lost, and a dead one ignores the QUIT
+            self._send(other, MsgType.QUIT, rank=mine)
+            self._log("quit", peer=other, detail=f"sent QUIT (rank {mine} vs {r if r >= 0 else 'unknown'})")
         self._to_leader_keep(now)
         self._bcast(MsgType.MASTERUP)
 

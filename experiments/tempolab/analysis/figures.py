@@ -194,7 +194,15 @@ def fig_offsets(samples: pd.DataFrame, sweeps: pd.DataFrame, rounds: pd.DataFram
                 axm.text((x0 + x1) / 2, 0.5, who if "," not in who else "2 leaders", ha="center", va="center",
                          fontsize=7, color="white")
     # start where the nodes first answer (deployment before that is empty), end with the data
-    ax.set_xlim(float(s["t"].min()) - 1.0, float(samples["t_ref"].max() - t0) + 1.0)
+    # a few sweeps taken before a long gap (the observer's first sweep before the
+    # deployment) would stretch the axis over minutes of nothing: start after them
+    ts = np.sort(s.groupby("sweep")["t"].min().to_numpy())
+    first = float(ts[0]) if len(ts) else float(s["t"].min())
+    cuts = np.flatnonzero(np.diff(ts) > gap) + 1 if len(ts) > 1 else np.array([], dtype=int)
+    for c in cuts:
+        if c < 10:
+            first = float(ts[c])
+    ax.set_xlim(first - 1.0, float(samples["t_ref"].max() - t0) + 1.0)
     axm.set_yticks([])
     axm.set_ylabel("master", rotation=0, ha="right", va="center")
     axm.set_xlabel(TIME_LABEL)

@@ -364,15 +364,27 @@ class Runner:
                 self._event("collect_failed", node=h.name, error=str(exc))
 
     # ------------------------------------------------------------ observation
-    def wait_healthy(self, timeout_s: float) -> tuple[bool, str | None, str]:
+    def wait_healthy(self, timeout_s: float, stable_s: float | None = None) -> tuple[bool, str | None, str]:
+        """Wait until one master leads all others, the same master for ``stable_s``
+        (default: one round interval). Right after a restart two candidates can both
+        win for a moment before RESOLVE/QUIT settles it; a single healthy sweep then
+        names a master that is not the one the trial's fault will find."""
         assert self.observer is not None
+        if stable_s is None:
+            stable_s = max(1.0, float(self.suite.daemon.get("round_interval_s", 2.0)))
         deadline = time.monotonic() + timeout_s
         reason = "no samples yet"
         names = [h.name for h in self.hosts]
+        since: tuple[str | None, float] | None = None
         while time.monotonic() < deadline:
             ok, m, reason = facts.health(self.observer.latest(), names)
             self.progress.set(master=m, health=reason)
-            if ok:
+            now = time.monotonic()
+            if not ok:
+                since = None
+            elif since is None or since[0] != m:
+                since = (m, now)
+            elif now - since[1] >= stable_s:
                 return True, m, reason
             time.sleep(0.2)
         return False, None, reason
@@ -426,11 +438,12 @@ class Runner:
             self.cpu.trial = k
         self._event("trial_start", trial=k, point=self.suite.point(k - 1))
         self.progress.set(phase="waiting for one master, all following")
-        ok, master, why = self.wait_healthy(self.suite.healthy_timeout_s)
+        stable = max(1.0, float(point.daemon["round_interval_s"]))
+        ok, master, why = self.wait_healthy(self.suite.healthy_timeout_s, stable)
         if not ok:
             self.progress.log(f"trial {k}: unhealthy ({why}); restarting daemons")
             self.restart_all()
-            ok, master, why = self.wait_healthy(self.suite.healthy_timeout_s)
+            ok, master, why = self.wait_healthy(self.suite.healthy_timeout_s, stable)
         t_start = time.time()
         rec: dict[str, Any] = {"trial": k, "t_start": t_start, "point": self.suite.point(k - 1),
                                "nodes": [h.name for h in self.hosts], "master_before": master,
