@@ -433,6 +433,7 @@ class Runner:
             self.cpu.trial = k
         self._ensure_hosts(point)
         self._deploy(point, k)
+        self._pause_sampling(False)
         self.observer.set_trial(k)
         if self.cpu is not None:
             self.cpu.trial = k
@@ -615,6 +616,9 @@ class Runner:
         rc = 0
         try:
             with self.progress:
+                # nothing is recorded until the first trial's deployment (or restart) is
+                # done: readings of the daemons as an earlier run left them are not data
+                self._pause_sampling(True)
                 self.observer.start()
                 self.cpu.start()
                 if start is not None:
