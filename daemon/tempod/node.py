@@ -38,7 +38,8 @@ the follower reports it as NTP root dispersion and passes it to the frequency lo
 which weights what it learns by it (discipline.py).
 
 "Synchronized since start": a node's clock counts as synchronized once it has applied
-one correction from a master (or completed one round as master) in this incarnation.
+one correction from a master that is not a hold (or completed one round as master) in
+this incarnation.
 Before that a FOLLOWER's clock is still its raw hardware clock -- after a restart that
 may be hundreds of ms off -- so ``clock_synced`` is False and the NTP responder says
 "unsynchronized" (docs/architecture.md, NTP state encoding).
@@ -70,6 +71,7 @@ from . import __version__
 from .actions import Action, Broadcast, Log, Reply, Send
 from .berkeley import SETTIME, Sample, best_sample, corrections, fault_tolerant_average, probe_sample
 from .clocks import Discipline  # the software-clock interface (SoftwareClock, KernelDiscipline)
+from .discipline import HOLD
 from .election import EVENT_OF_TYPE, Election, State
 from .nodeconfig import NodeConfig
 from .reliability import DuplicateFilter, Outbox, SeqCounter
@@ -431,7 +433,11 @@ class Node:
             applied = "step"
         self.last_sync_hw = now
         self.last_sync_master = peer
-        self.clock_synced = True
+        # A hold (a large backward correction, absorbed at reduced rate) leaves the clock
+        # far off for up to 2 x |delta|: not synchronized until a correction that is not
+        # a hold, or the restarted node's first SETTIME back would count as in sync.
+        if applied != HOLD:
+            self.clock_synced = True
         self.last_bound_s = bound
         out.append(Send(peer, Message(MsgType.ACK, msg.seq, self.name)))
         freq = getattr(self.clock, "freq_ppm", None)
