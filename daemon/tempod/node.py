@@ -335,7 +335,8 @@ class Node:
     def synchronized(self, now: float) -> bool:
         if self.election.state is State.LEADER:
             return self.rounds_completed > 0
-        return (self.election.state is State.FOLLOWER and self.last_sync_hw is not None
+        # clock_synced too, so that status and the NTP responder agree (a hold is not sync)
+        return (self.election.state is State.FOLLOWER and self.clock_synced and self.last_sync_hw is not None
                 and self.last_sync_master == self.election.master
                 and now - self.last_sync_hw <= 2.0 * self.cfg.round_interval_s)
 
