@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 import ntplib
+import paramiko
 
 from tempolab.lab import Lab
 from tempolab.runner.deploy import deploy_vars, run_playbook
@@ -118,3 +119,19 @@ def ntp_offset(address: str, tries: int = 5) -> float:
     client = ntplib.NTPClient()
     best = min((client.request(address, version=4, timeout=2) for _ in range(tries)), key=lambda r: r.delay)
     return best.offset
+
+
+def ssh(lab: Lab, node: str, command: str, timeout_s: float = 30.0) -> str:
+    """Run ``command`` on a lab node over real SSH (paramiko) with the lab's key; its
+    stdout, asserting exit status 0 (stderr in the message)."""
+    c = paramiko.SSHClient()
+    c.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    c.connect(lab.state.node(node).address, username="root", key_filename=str(lab.ssh_key_path),
+              timeout=10, allow_agent=False, look_for_keys=False)
+    try:
+        _, out, err = c.exec_command(command, timeout=timeout_s)
+        text = out.read().decode()
+        assert out.channel.recv_exit_status() == 0, err.read().decode()
+        return text
+    finally:
+        c.close()

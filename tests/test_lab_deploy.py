@@ -26,11 +26,11 @@ import tomllib
 from pathlib import Path
 
 import ntplib
-import paramiko
 import pytest
 
 from tempolab.lab import Lab
 
+import labkit
 from test_lab_system import leftovers
 
 pytestmark = pytest.mark.lab
@@ -90,18 +90,7 @@ def recap(out: str) -> dict[str, dict[str, int]]:
 
 
 def ssh(env, node: str, command: str) -> str:
-    lab = env["lab"]
-    c = paramiko.SSHClient()
-    c.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-    c.connect(lab.state.node(node).address, username="root", key_filename=str(lab.ssh_key_path),
-              timeout=10, allow_agent=False, look_for_keys=False)
-    try:
-        _, out, err = c.exec_command(command, timeout=30)
-        text = out.read().decode()
-        assert out.channel.recv_exit_status() == 0, err.read().decode()
-        return text
-    finally:
-        c.close()
+    return labkit.ssh(env["lab"], node, command)
 
 
 def profile_of(env, node: str) -> dict:

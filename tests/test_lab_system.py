@@ -16,6 +16,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
+import labkit
 from tempolab.errors import EnvironmentProblem
 from tempolab.lab import Lab, host
 
@@ -52,17 +53,7 @@ def lab():
 
 
 def ssh(lab: Lab, node: str, command: str) -> str:
-    c = paramiko.SSHClient()
-    c.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-    c.connect(lab.state.node(node).address, username="root", key_filename=str(lab.ssh_key_path),
-              timeout=10, allow_agent=False, look_for_keys=False)
-    try:
-        _, out, err = c.exec_command(command, timeout=20)
-        text = out.read().decode()
-        assert out.channel.recv_exit_status() == 0, err.read().decode()
-        return text
-    finally:
-        c.close()
+    return labkit.ssh(lab, node, command, timeout_s=20)
 
 
 def test_each_node_has_its_hostname_pid_namespace_and_sshd_as_init(lab):
