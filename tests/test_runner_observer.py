@@ -7,6 +7,7 @@ its own bound, decode state and master, and record a silent node as unreachable.
 
 from __future__ import annotations
 
+import collections
 import socket
 import threading
 import time
@@ -145,3 +146,130 @@ def test_reply_matching_rejects_short_and_wrong_mode():
         ntpwire.reply_key(b"\0" * 10)
     with pytest.raises(ntpwire.BadReply, match="mode 3"):
         ntpwire.parse_reply(req)
+
+
+class StallingNode(FakeNode):
+    """Answers like FakeNode but, on the requests ``stall(k)`` picks (k = 0, 1, ...),
+    waits ``stall_s`` between its transmit timestamp and ``sendto``: a responder
+    preempted there, whose reply is off by about half the stall."""
+
+    def __init__(self, addr: str, port: int, stall, stall_s: float = 0.004):
+        self.stall, self.stall_s, self.k = stall, stall_s, 0
+        super().__init__(addr, port, 0.0, "FOLLOWER", None)
+
+    def loop(self) -> None:
+        while not self.stop.is_set():
+            try:
+                data, src = self.sock.recvfrom(512)
+            except socket.timeout:
+                continue
+            t2 = time.time()
+            stratum, leap, refid = ntp.encode_state(self.state, self.master_ip)
+            reply = ntp.server_reply(data, t2, time.time(), stratum=stratum, leap=leap, refid=refid,
+                                     root_dispersion_s=0.001)
+            if self.stall(self.k):
+                time.sleep(self.stall_s)
+            self.k += 1
+            self.sock.sendto(reply, src)
+            self.answered += 1
+
+
+def _free_port(addr: str) -> int:
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind((addr, 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    return port
+
+
+def _per_sweep(samples: list[dict], node: str) -> dict[int, list[dict]]:
+    out: dict[int, list[dict]] = {}
+    for s in samples:
+        if s["node"] == node:
+            out.setdefault(s["sweep"], []).append(s)
+    return out
+
+
+def test_observer_requeries_a_stalled_reply_and_marks_it_superseded():
+    port = _free_port("127.0.0.6")
+    # every other request stalls 20 ms: each sweep's regular request does, its retry not
+    node = StallingNode("127.0.0.6", port, stall=lambda k: k % 2 == 0, stall_s=0.02)
+    sunk: list[dict] = []
+    obs = Observer([NodeRef("s1", "127.0.0.6")], port=port, hz=10, timeout_s=0.2, sink=sunk.append,
+                   retries=2, retry_bound_floor_s=5e-3)
+    try:
+        with obs:
+            time.sleep(1.5)
+    finally:
+        node.close()
+    sweeps = _per_sweep(sunk, "s1")
+    assert len(sweeps) >= 10
+    retried = clean = 0
+    for sweep, group in sweeps.items():
+        chosen = [s for s in group if not s["superseded"]]
+        assert len(chosen) == 1, group                        # exactly one per node per sweep
+        best = chosen[0]
+        assert best["bound_s"] == min(s["bound_s"] for s in group if s["bound_s"] is not None)
+        assert sorted(s["retry"] for s in group) == list(range(len(group)))
+        if len(group) > 1:
+            retried += 1
+            assert group[0]["retry"] == 0 and group[0]["superseded"] and group[0]["bound_s"] > 5e-3
+            assert best["retry"] >= 1 and best["bound_s"] < group[0]["bound_s"]
+        # on a loaded host a retry can be slowed too; most must come back clean
+        clean += best["bound_s"] < 5e-3
+    assert retried >= len(sweeps) - 2      # the stall is seen and retried in (nearly) every sweep
+    assert clean >= 0.7 * len(sweeps)
+    assert obs.retries_sent >= retried
+    # the history and latest() give the chosen samples; the superseded stay recorded
+    assert len(obs.samples()) == len(sweeps)
+    assert len(obs.samples(superseded=True)) == len(sunk)
+    assert not obs.latest()["s1"]["superseded"]
+    assert bound_stats(sunk)["n"] == len(sweeps)
+
+
+def test_observer_gives_up_after_its_retries_and_keeps_the_best():
+    port = _free_port("127.0.0.7")
+    node = StallingNode("127.0.0.7", port, stall=lambda k: True, stall_s=0.003)   # always slow
+    sunk: list[dict] = []
+    obs = Observer([NodeRef("s2", "127.0.0.7")], port=port, hz=10, timeout_s=0.2, sink=sunk.append,
+                   retries=2, retry_bound_floor_s=1e-3, retry_factor=1000.0)
+    try:
+        with obs:
+            time.sleep(0.55)
+    finally:
+        node.close()
+    sweeps = _per_sweep(sunk, "s2")
+    assert sweeps
+    for group in sweeps.values():
+        assert len(group) <= 3                               # the request + at most 2 retries
+        assert sum(not s["superseded"] for s in group) == 1
+    assert max(len(g) for g in sweeps.values()) == 3
+
+
+def test_observer_without_retries_sends_one_request_per_node_per_sweep():
+    port = _free_port("127.0.0.8")
+    node = StallingNode("127.0.0.8", port, stall=lambda k: True, stall_s=0.003)
+    sunk: list[dict] = []
+    obs = Observer([NodeRef("s3", "127.0.0.8")], port=port, hz=20, timeout_s=0.2, sink=sunk.append,
+                   retries=0)
+    try:
+        with obs:
+            time.sleep(0.5)
+    finally:
+        node.close()
+    assert sunk and all(s["retry"] == 0 and not s["superseded"] for s in sunk)
+    assert len({s["sweep"] for s in sunk}) == len(sunk)
+    assert obs.retries_sent == 0
+
+
+def test_retry_threshold_follows_the_nodes_running_median_bound():
+    obs = Observer([NodeRef("n1", "127.0.0.2")], retry_bound_floor_s=100e-6, retry_factor=3.0)
+    assert obs.retry_threshold_s("n1") == pytest.approx(100e-6)      # nothing seen yet: the floor
+    obs._bounds["n1"] = collections.deque([20e-6, 30e-6, 40e-6])
+    assert obs.retry_threshold_s("n1") == pytest.approx(100e-6)      # 3 x 30 us < floor
+    obs._bounds["n1"] = collections.deque([200e-6, 300e-6, 5e-3])
+    assert obs.retry_threshold_s("n1") == pytest.approx(900e-6)      # a slow node: 3 x its median
+    with pytest.raises(ValueError):
+        Observer([], retries=-1)
+    with pytest.raises(ValueError):
+        Observer([], retry_factor=0.5)

@@ -210,6 +210,8 @@ def observer_section(t: Tables) -> dict[str, Any]:
         "bound_s_median": float(b.median()) if len(b) else None,
         "bound_s_p99": float(np.percentile(b, 99)) if len(b) else None,
         "unanswered": int((~s["responded"]).sum()) if len(s) else 0,
+        # re-queried samples the analysis replaced by a better one of the same sweep
+        "superseded": int(getattr(t, "superseded", 0)),
     }
 
 

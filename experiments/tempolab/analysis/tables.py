@@ -6,6 +6,9 @@ file I/O, no plotting.  Definitions that matter for the headline numbers:
 
 - a *sweep* is one pass of the observer over the nodes: samples in reference-time order,
   a new sweep starting when a node repeats or the trial changes;
+- one sample per node per sweep: when the observer re-queried a node whose reply had a
+  large error bound (``retry`` > 0), the answered sample with the smallest bound is
+  used and the others (``superseded``) are counted but left out of every table;
 - ``skew_s`` of a sample = its offset minus the median offset of the in-sync nodes
   (state LEADER or FOLLOWER, or no state reported) of the same sweep;
 - event times (hardware ``hw``) become reference time through the node's drift profile
@@ -46,6 +49,7 @@ class Tables:
     trials: pd.DataFrame
     round_interval_s: float
     problems: list[str] = field(default_factory=list)
+    superseded: int = 0   # observer records retried over, not in ``samples``
 
 
 def _num(series: pd.Series) -> pd.Series:
@@ -133,10 +137,13 @@ def _trial_of(t: float, trials: pd.DataFrame) -> Any:
 
 # --- samples and sweeps --------------------------------------------------------------
 
-def samples_table(run: RunData, problems: list[str]) -> pd.DataFrame:
+def samples_table(run: RunData, problems: list[str], best_only: bool = True) -> pd.DataFrame:
+    """Observer samples; ``best_only=False`` keeps the superseded retries (for comparison)."""
     df = pd.DataFrame(run.observer)
     if df.empty:
         return pd.DataFrame(columns=SAMPLE_COLUMNS)
+    if best_only:
+        df = best_per_sweep(df)
     for c in ("t_ref", "trial", "node", "offset_s", "bound_s", "rtt_s", "state", "master", "stratum"):
         if c not in df:
             df[c] = None
@@ -160,6 +167,32 @@ def samples_table(run: RunData, problems: list[str]) -> pd.DataFrame:
     med = df[df["in_sync"]].groupby("sweep")["offset_s"].median()
     df["skew_s"] = df["offset_s"] - df["sweep"].map(med)
     return df[SAMPLE_COLUMNS]
+
+
+def best_per_sweep(df: pd.DataFrame) -> pd.DataFrame:
+    """One raw observer record per (trial, sweep, node): the answered one with the
+    smallest bound (unanswered only if none answered).  Records without a sweep number
+    are kept as they are: the observer wrote those before it could retry."""
+    if "sweep" not in df or "node" not in df or not df["sweep"].notna().any():
+        return df
+    bound = pd.to_numeric(df["bound_s"], errors="coerce") if "bound_s" in df else pd.Series(np.nan, index=df.index)
+    answered = pd.to_numeric(df["offset_s"], errors="coerce").notna() if "offset_s" in df else bound.notna()
+    rank = pd.DataFrame({"unanswered": ~answered, "bound": bound.fillna(np.inf),
+                         "pos": np.arange(len(df))}, index=df.index)
+    trial = df["trial"].astype(str) if "trial" in df else pd.Series("", index=df.index)
+    key = trial + "/" + df["sweep"].astype(str) + "/" + df["node"].astype(str)
+    has_sweep = df["sweep"].notna()
+    order = rank.sort_values(["unanswered", "bound", "pos"], kind="stable").index
+    first = ~key.loc[order].duplicated()
+    keep = pd.Series(False, index=df.index)
+    keep.loc[order] = first.to_numpy()
+    keep |= ~has_sweep
+    return df[keep]
+
+
+def superseded_count(run: RunData) -> int:
+    """Observer records retried over (``best_per_sweep`` leaves them out)."""
+    return sum(1 for r in run.observer if r.get("superseded"))
 
 
 def _detect_sweeps(df: pd.DataFrame) -> np.ndarray:
@@ -529,4 +562,5 @@ def build_tables(run: RunData, guard: Guard = _unguarded) -> Tables:
                       empty(columns=FAILOVER_COLUMNS))
     cpu = guard("cpu", lambda: cpu_table(run, events, samples, problems), empty(columns=CPU_COLUMNS))
     return Tables(samples=samples, sweeps=sweeps, rounds=rounds, failovers=failovers, cpu=cpu, events=events,
-                  faults=faults, trials=trials, round_interval_s=interval, problems=problems)
+                  faults=faults, trials=trials, round_interval_s=interval, problems=problems,
+                  superseded=superseded_count(run))

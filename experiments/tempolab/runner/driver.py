@@ -600,6 +600,9 @@ class Runner:
             self._event("start", n_trials=s.n_trials)
         self.observer = Observer(self.noderefs, port=int(s.daemon.get("ntp_port", 123)),
                                  hz=s.observer_hz, timeout_s=s.observer_timeout_s,
+                                 retries=s.observer_retries,
+                                 retry_bound_floor_s=s.observer_retry_bound_s,
+                                 retry_factor=s.observer_retry_factor,
                                  sink=self._record("observer"))
         pool = self.pool
 

@@ -17,9 +17,13 @@ Sample = dict[str, Any]
 
 
 def sweeps(samples: Iterable[Sample]) -> list[tuple[float, list[Sample]]]:
-    """Group samples by observer sweep: (time of the sweep's first sample, samples)."""
+    """Group samples by observer sweep: (time of the sweep's first sample, samples).
+
+    Samples the observer retried over (``superseded``) are left out: one per node."""
     groups: dict[Any, list[Sample]] = defaultdict(list)
     for s in samples:
+        if s.get("superseded"):
+            continue
         groups[s.get("sweep", s["t_ref"])].append(s)
     out = [(min(x["t_ref"] for x in g), g) for g in groups.values()]
     out.sort(key=lambda p: p[0])

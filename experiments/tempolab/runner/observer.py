@@ -7,6 +7,15 @@ recorded as missing samples (state ``unreachable``). It runs in its own thread s
 calls in the trial driver cannot block it, and it uses the controller's real clock
 (``time.time``, never under libfaketime), which in the lab is true time.
 
+Clock filter (as ntpd's and chrony's): a reply whose error bound (half its round trip)
+is well above that node's recent typical bound was almost always delayed by a
+preemption -- the node's responder between its transmit timestamp and ``sendto``, or
+this thread -- and its offset is off by about that bound. Such a node is re-queried at
+once, up to ``retries`` times while the sweep period lasts. Every sample is recorded;
+each carries ``retry`` (0 = the sweep's regular request) and ``superseded`` (true for
+all but the smallest-bound answered sample of that node in that sweep), so the analysis
+uses exactly one sample per node per sweep and the raw data stays in the run folder.
+
 It does not know about faults, trials' meaning or the run folder: samples go to a
 ``sink`` callable and into a bounded in-memory history the driver queries.
 """
@@ -15,14 +24,16 @@ from __future__ import annotations
 
 import collections
 import itertools
+import math
 import random
 import selectors
 import socket
 import struct
 import sys
+import statistics
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from . import ntpwire
@@ -51,19 +62,57 @@ class _Pending:
     t1: float
     sweep: int
     deadline: float  # monotonic seconds
+    retry: int = 0
+    address: str = ""
+
+
+@dataclass
+class _Group:
+    """The samples of one node in one sweep while a retry may still improve on them."""
+    samples: list[Sample] = field(default_factory=list)
+    retry_key: bytes | None = None   # pending key of the retry in flight
+
+
+# Defaults of the clock filter. The floor keeps the filter quiet where every bound is
+# small anyway (median 39 us in the lab); 3 x the median is well clear of the normal
+# spread (p99 ~2.5 x the median) and well below a preempted reply (1-3 ms).
+RETRY_BOUND_FLOOR_S = 100e-6
+RETRY_FACTOR = 3.0
+RETRIES = 2
+BOUND_HISTORY = 64        # per node: the running median is over this many chosen bounds
+RETRY_WINDOW = 0.75       # a retry is sent only in the first 75 % of the sweep period
 
 
 class Observer:
-    """Sample ``nodes`` at ``hz`` sweeps per second; call ``start()`` then ``stop()``."""
+    """Sample ``nodes`` at ``hz`` sweeps per second; call ``start()`` then ``stop()``.
+
+    ``retries`` re-queries per node and sweep when a reply's bound exceeds
+    ``max(retry_bound_floor_s, retry_factor x the node's running median bound)``;
+    ``retries=0`` turns the clock filter off (one request per node per sweep).
+    """
 
     def __init__(self, nodes: Iterable[NodeRef], *, port: int = 123, hz: float = 10.0,
                  timeout_s: float = 0.5, sink: Callable[[Sample], None] | None = None,
-                 history: int = 200_000, clock: Callable[[], float] = time.time):
+                 history: int = 200_000, clock: Callable[[], float] = time.time,
+                 retries: int = RETRIES, retry_bound_floor_s: float = RETRY_BOUND_FLOOR_S,
+                 retry_factor: float = RETRY_FACTOR):
         if hz <= 0:
             raise ValueError(f"observer rate must be > 0 Hz, got {hz}")
+        if retries < 0:
+            raise ValueError(f"observer retries must be >= 0, got {retries}")
+        if not (retry_bound_floor_s >= 0 and math.isfinite(retry_bound_floor_s)):
+            raise ValueError(f"observer retry bound floor must be a finite number >= 0, got {retry_bound_floor_s}")
+        if not (retry_factor >= 1 and math.isfinite(retry_factor)):
+            raise ValueError(f"observer retry factor must be >= 1, got {retry_factor}")
         self.port = port
         self.period_s = 1.0 / hz
         self.timeout_s = timeout_s
+        self.retries = retries
+        self.retry_bound_floor_s = retry_bound_floor_s
+        self.retry_factor = retry_factor
+        self.retries_sent = 0
+        self._bounds: dict[str, collections.deque[float]] = {}
+        self._groups: dict[tuple[int, str], _Group] = {}
         self.sink = sink
         self.clock = clock
         self.trial: int | None = None
@@ -120,17 +169,28 @@ class Observer:
         with self._lock:
             return dict(self._latest)
 
-    def samples(self, since: float | None = None, until: float | None = None) -> list[Sample]:
+    def samples(self, since: float | None = None, until: float | None = None,
+                superseded: bool = False) -> list[Sample]:
+        """History between ``since`` and ``until``; one per node and sweep unless
+        ``superseded`` (then the retried-over samples too)."""
         with self._lock:
             return [s for s in self._history
                     if (since is None or s["t_ref"] >= since)
-                    and (until is None or s["t_ref"] <= until)]
+                    and (until is None or s["t_ref"] <= until)
+                    and (superseded or not s.get("superseded"))]
+
+    def retry_threshold_s(self, node: str) -> float:
+        """The bound above which a reply of ``node`` is re-queried (s)."""
+        hist = self._bounds.get(node)
+        med = statistics.median(hist) if hist else 0.0
+        return max(self.retry_bound_floor_s, self.retry_factor * med)
 
     # ---------------------------------------------------------------- loop
     def _emit(self, sample: Sample) -> None:
         with self._lock:
             self._history.append(sample)
-            self._latest[sample["node"]] = sample
+            if not sample.get("superseded"):
+                self._latest[sample["node"]] = sample
         if self.sink is not None:
             try:
                 self.sink(sample)
@@ -138,13 +198,62 @@ class Observer:
                 self.sink_errors += 1
 
     def _missing(self, p: _Pending, error: str) -> None:
-        self._emit({"t_ref": p.t1, "trial": self.trial, "sweep": p.sweep, "node": p.node,
-                    "offset_s": None, "bound_s": None, "rtt_s": None,
-                    "state": "unreachable", "master": None, "stratum": None,
-                    "error": error})
+        sample = {"t_ref": p.t1, "trial": self.trial, "sweep": p.sweep, "node": p.node,
+                  "offset_s": None, "bound_s": None, "rtt_s": None,
+                  "state": "unreachable", "master": None, "stratum": None,
+                  "error": error, "retry": p.retry, "superseded": False}
+        group = self._groups.get((p.sweep, p.node))
+        if p.retry and group is not None:
+            # a lost retry: the node's earlier answer of this sweep stands
+            group.retry_key = None
+            group.samples.append(sample)
+            self._finish(p.sweep, p.node)
+        else:
+            self._emit(sample)
+
+    def _finish(self, sweep: int, node: str) -> None:
+        """Emit a node's samples of one sweep; all but the smallest-bound answer superseded."""
+        group = self._groups.pop((sweep, node), None)
+        if group is None:
+            return
+        answered = [s for s in group.samples if s.get("bound_s") is not None]
+        best = min(answered, key=lambda s: s["bound_s"]) if answered else group.samples[0]
+        for s in group.samples:
+            s["superseded"] = s is not best
+        if best.get("bound_s") is not None:
+            self._bounds.setdefault(node, collections.deque(maxlen=BOUND_HISTORY)).append(best["bound_s"])
+        for s in group.samples:
+            self._emit(s)
+
+    def _send(self, sock: socket.socket, node: str, address: str, sweep: int, retry: int,
+              pending: dict[bytes, _Pending]) -> bytes | None:
+        nonce = next(self._nonces)
+        data, key = ntpwire.build_request(nonce)
+        t1 = self.clock()
+        try:
+            sock.sendto(data, (address, self.port))
+        except OSError as exc:
+            self._missing(_Pending(node, t1, sweep, 0.0, retry, address), f"send: {exc.strerror}")
+            return None
+        pending[key] = _Pending(node, t1, sweep, time.monotonic() + self.timeout_s, retry, address)
+        return key
+
+    def _close_sweeps(self, pending: dict[bytes, _Pending]) -> None:
+        """At a new sweep: a retry still unanswered is recorded as lost, its group emitted."""
+        for (sweep, node), group in list(self._groups.items()):
+            p = pending.pop(group.retry_key, None) if group.retry_key is not None else None
+            group.retry_key = None
+            if p is not None:
+                group.samples.append({"t_ref": p.t1, "trial": self.trial, "sweep": p.sweep, "node": p.node,
+                                      "offset_s": None, "bound_s": None, "rtt_s": None,
+                                      "state": "unreachable", "master": None, "stratum": None,
+                                      "error": "retry unanswered at the sweep's end", "retry": p.retry,
+                                      "superseded": True})
+            self._finish(sweep, node)
 
     def _reply(self, data: bytes, addr: tuple[str, int], t4: float,
-               pending: dict[bytes, _Pending]) -> None:
+               pending: dict[bytes, _Pending], sock: socket.socket | None = None,
+               retry_until: float = 0.0) -> None:
         try:
             key = ntpwire.reply_key(data)
         except ntpwire.BadReply:
@@ -164,10 +273,23 @@ class Observer:
             master = p.node
         elif master is not None:
             master = self._by_addr.get(master, master)
-        self._emit({"t_ref": m.t_ref, "trial": self.trial, "sweep": p.sweep, "node": p.node,
-                    "offset_s": m.offset_s, "bound_s": m.bound_s, "rtt_s": m.rtt_s,
-                    "state": state, "master": master, "stratum": r.stratum,
-                    "root_dispersion_s": r.root_dispersion_s})
+        sample = {"t_ref": m.t_ref, "trial": self.trial, "sweep": p.sweep, "node": p.node,
+                  "offset_s": m.offset_s, "bound_s": m.bound_s, "rtt_s": m.rtt_s,
+                  "state": state, "master": master, "stratum": r.stratum,
+                  "root_dispersion_s": r.root_dispersion_s, "retry": p.retry, "superseded": False}
+        group = self._groups.setdefault((p.sweep, p.node), _Group())
+        group.retry_key = None
+        group.samples.append(sample)
+        best = min(s["bound_s"] for s in group.samples if s.get("bound_s") is not None)
+        # a late answer to an earlier sweep is not retried: that sweep is over
+        if (sock is not None and p.retry < self.retries and p.sweep == self._sweep
+                and best > self.retry_threshold_s(p.node) and time.monotonic() < retry_until):
+            self.retries_sent += 1
+            key = self._send(sock, p.node, p.address or addr[0], p.sweep, p.retry + 1, pending)
+            if key is not None:
+                group.retry_key = key
+                return
+        self._finish(p.sweep, p.node)
 
     def _run(self) -> None:
         sel = selectors.DefaultSelector()
@@ -185,31 +307,24 @@ class Observer:
         sel.register(sock, selectors.EVENT_READ)
         pending: dict[bytes, _Pending] = {}
         next_tick = time.monotonic()
+        retry_until = next_tick
         try:
             while not self._stop.is_set():
                 now_m = time.monotonic()
                 if now_m >= next_tick and self._paused.is_set():
                     next_tick = now_m + self.period_s
                 elif now_m >= next_tick:
+                    self._close_sweeps(pending)
                     self._sweep += 1
                     with self._lock:
                         nodes = list(self._nodes)
                     for n in nodes:
-                        nonce = next(self._nonces)
-                        data, key = ntpwire.build_request(nonce)
-                        t1 = self.clock()
-                        try:
-                            sock.sendto(data, (n.address, self.port))
-                        except OSError as exc:
-                            self._missing(_Pending(n.name, t1, self._sweep, 0.0),
-                                          f"send: {exc.strerror}")
-                            continue
-                        pending[key] = _Pending(n.name, t1, self._sweep,
-                                                time.monotonic() + self.timeout_s)
+                        self._send(sock, n.name, n.address, self._sweep, 0, pending)
                     # keep the grid: a late tick does not shift all later ones
                     next_tick += self.period_s
                     if next_tick < now_m:
                         next_tick = now_m + self.period_s
+                    retry_until = next_tick - (1.0 - RETRY_WINDOW) * self.period_s
                 expiry = min((p.deadline for p in pending.values()), default=next_tick)
                 wait = max(0.0, min(next_tick, expiry) - time.monotonic())
                 for _key, _ev in sel.select(timeout=wait):
@@ -221,21 +336,24 @@ class Observer:
                         except OSError:
                             break  # ICMP port unreachable surfaces here; the timeout records it
                         t4 = (_kernel_rx_time(anc) if kernel_ts else None) or self.clock()
-                        self._reply(data, addr, t4, pending)
+                        self._reply(data, addr, t4, pending, sock, retry_until)
                 now_m = time.monotonic()
                 for key in [k for k, p in pending.items() if p.deadline <= now_m]:
                     self._missing(pending.pop(key), "timeout")
         finally:
-            # requests still in flight at stop say nothing about the nodes: not recorded
+            # requests still in flight at stop say nothing about the nodes: not recorded;
+            # answers already in hand are
+            for (sweep, node) in list(self._groups):
+                self._finish(sweep, node)
             sel.close()
             sock.close()
 
 
 def bound_stats(samples: Iterable[Sample]) -> dict[str, float | int | None]:
-    """Median / p99 / max of the observer's own error bound (s) over answered samples."""
-    import statistics
-
-    bounds = sorted(s["bound_s"] for s in samples if s.get("bound_s") is not None)
+    """Median / p99 / max of the observer's own error bound (s) over answered samples
+    (superseded ones left out: one per node per sweep, as the analysis uses)."""
+    bounds = sorted(s["bound_s"] for s in samples
+                    if s.get("bound_s") is not None and not s.get("superseded"))
     if not bounds:
         return {"n": 0, "median_s": None, "p99_s": None, "max_s": None}
     p99 = bounds[min(len(bounds) - 1, int(0.99 * len(bounds)))]
