@@ -155,3 +155,44 @@ def test_effective_config_round_trips(cfgdir: Path) -> None:
 def test_reference_doc_is_generated_from_schema(repo: Path) -> None:
     doc = (repo / "docs" / "daemon.md").read_text()
     assert config.reference_markdown() in doc, "docs/daemon.md is stale: regenerate with `python -m tempod.config --reference`"
+
+
+def test_realtime_priority_defaults_off_and_accepts_1_to_99(cfgdir: Path) -> None:
+    assert config.load(write(cfgdir, MINIMAL)).runtime.realtime_priority == 0
+    cfg = config.load(write(cfgdir, MINIMAL + "[process]\nrealtime_priority = 50\n"))
+    assert cfg.runtime.realtime_priority == 50
+    assert "realtime_priority = 50" in config.to_toml(cfg)
+    assert config.summary(cfg)["realtime_priority"] == 50
+
+
+@pytest.mark.parametrize("value, why", [
+    ("-1", "must be in [0, 99], got -1"),
+    ("100", "must be in [0, 99], got 100"),
+    ("1.5", "must be an integer, got a float"),
+    ("true", "must be an integer, got a boolean"),
+    ('"high"', "must be an integer, got a string"),
+])
+def test_bad_realtime_priority_names_the_key(cfgdir: Path, value: str, why: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        config.load(write(cfgdir, MINIMAL + f"[process]\nrealtime_priority = {value}\n"))
+    assert str(err.value) == f"process.realtime_priority: {why}"
+
+
+def test_unknown_key_in_process_section(cfgdir: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^process\.nice: unknown key"):
+        config.load(write(cfgdir, MINIMAL + "[process]\nnice = 5\n"))
+
+
+def test_realtime_priority_refused_is_a_warning_not_a_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from tempod import main as tmain
+
+    def refuse(*_a: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "sched_setscheduler", refuse)
+    assert tmain.set_realtime_priority(0) is None          # off: never asks the kernel
+    w = tmain.set_realtime_priority(20)
+    assert w is not None and w.startswith("process.realtime_priority = 20: cannot switch to SCHED_FIFO: not permitted")
+    assert "running at normal priority" in w

@@ -484,3 +484,21 @@ def test_late_node_two_seconds_ahead_is_pulled_into_the_group(cluster: Callable[
         c.status("n3")), 10, "n3 reports synchronized")
     assert st["master"] in ("n1", "n2")
     assert any(e["ev"] == "adjust" for e in c.events("n3"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="SCHED_FIFO needs root (or CAP_SYS_NICE)")
+def test_realtime_priority_puts_the_daemon_and_its_threads_under_sched_fifo(cluster: Callable[..., Cluster]) -> None:
+    c = cluster(2, extra="[process]\nrealtime_priority = 7\n")
+    c.start("n1")
+    c.config("n2").write_text(c.config("n2").read_text().replace("realtime_priority = 7", "realtime_priority = 0"))
+    c.start("n2")
+    start = wait_for(lambda: next((e for e in c.events("n1") if e.get("ev") == "start"), None), 15, "n1's start event")
+    assert start["config"]["realtime_priority"] == 7
+    wait_for(lambda: any(e.get("ev") == "start" for e in c.events("n2")), 15, "n2's start event")
+    pid = c.procs["n1"].pid
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        assert os.sched_getscheduler(int(tid)) == os.SCHED_FIFO, tid
+        assert os.sched_getparam(int(tid)).sched_priority == 7
+    assert os.sched_getscheduler(c.procs["n2"].pid) == os.SCHED_OTHER
+    assert c.alive() == ["n1", "n2"]
+    assert not [e for e in c.events("n1") if e.get("ev") == "warning" and "SCHED_FIFO" in str(e)]

@@ -143,6 +143,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "cpu_report_interval_s": Key(float, 10.0, _gt(0), "Seconds between `cpu` and `counters` events."),
         "trace": Key(bool, False, None, "Start with message tracing on (a `trace` event per message in and out)."),
     },
+    "process": {
+        "realtime_priority": Key(int, 0, _between(0, 99), "0: normal scheduling. 1-99: run under SCHED_FIFO at this priority (as chronyd -P, ntpd -N), so a busy host cannot preempt the daemon between a timestamp and its sendto; needs root or CAP_SYS_NICE, else a warning and normal scheduling."),
+    },
 }
 
 
@@ -157,6 +160,7 @@ class RuntimeSettings:
     event_log: Path
     cpu_report_interval_s: float
     trace: bool
+    realtime_priority: int = 0   # [process]; 0 = normal scheduling
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +245,7 @@ def from_dict(data: dict[str, Any], base_dir: Path | None = None, source: Path |
         event_log=_abs(base, values["log"]["event_log"]),
         cpu_report_interval_s=values["log"]["cpu_report_interval_s"],
         trace=values["log"]["trace"],
+        realtime_priority=values["process"]["realtime_priority"],
     )
     return DaemonConfig(node=node, runtime=runtime, source=source, values=values)
 
@@ -403,7 +408,8 @@ def summary(cfg: DaemonConfig) -> dict[str, Any]:
             "peers": [p.name for p in n.peers], "master_eligible": n.master_eligible,
             "round_interval_s": n.round_interval_s,
             "election_timeout_s": [n.election_timeout_min_s, n.election_timeout_max_s],
-            "auth_required": cfg.runtime.auth_required, "source": str(cfg.source) if cfg.source else None}
+            "auth_required": cfg.runtime.auth_required, "source": str(cfg.source) if cfg.source else None,
+            "realtime_priority": cfg.runtime.realtime_priority}
 
 
 def reference_markdown() -> str:

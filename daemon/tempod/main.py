@@ -13,6 +13,7 @@ Knows nothing about the protocol or the event loop.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any, Callable, Sequence
 
@@ -59,6 +60,28 @@ def make_clock(cfg: DaemonConfig) -> tuple[Callable[[], float], Any]:
     return pc.read_s, SoftwareClock(n.slew_max_ppm, n.step_threshold_s, n.freq_max_ppm)
 
 
+def set_realtime_priority(priority: int) -> str | None:
+    """Switch this process to SCHED_FIFO at ``priority`` (0: leave it alone).
+
+    Returns a warning when the kernel refuses: the daemon still works at normal
+    priority, only its timestamps are then exposed to preemption on a busy host.
+    Threads started later inherit the policy.
+    """
+    if priority <= 0:
+        return None
+    fifo = getattr(os, "SCHED_FIFO", None)
+    if fifo is None or not hasattr(os, "sched_setscheduler"):
+        return (f"process.realtime_priority = {priority}: this platform has no SCHED_FIFO; "
+                "running at normal priority")
+    try:
+        os.sched_setscheduler(0, fifo, os.sched_param(priority))
+    except OSError as exc:
+        why = "not permitted (needs root, CAP_SYS_NICE or RLIMIT_RTPRIO >= the priority)" \
+            if isinstance(exc, PermissionError) else (exc.strerror or str(exc))
+        return f"process.realtime_priority = {priority}: cannot switch to SCHED_FIFO: {why}; running at normal priority"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -77,6 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(f"# effective config of {args.config} (valid)\n" + to_toml(cfg))
         return EXIT_OK
 
+    rt_warning = set_realtime_priority(cfg.runtime.realtime_priority)
+    if rt_warning is not None:
+        print(f"tempod: warning: {rt_warning}", file=sys.stderr)
+        warnings = [*warnings, rt_warning]
     try:
         read_hw, clock = make_clock(cfg)
     except (ValueError, OSError) as exc:  # bad drift profile / environment from tempod-launch

@@ -45,6 +45,8 @@ DAEMON_KEYS: dict[str, type] = {
     # not a timer: the bound on the learned frequency correction; drift profiles of
     # +-10 % need >= 220000 (a follower may have to run 20 % off its hardware rate)
     "freq_max_ppm": float,
+    # not a timer either: 0 = normal scheduling, 1-99 = SCHED_FIFO priority
+    "realtime_priority": int,
 }
 DAEMON_DEFAULTS: dict[str, Any] = {
     "round_interval_s": 10.0,
@@ -106,6 +108,12 @@ class Suite:
     healthy_timeout_s: float = 60.0
     observer_hz: float = 10.0
     observer_timeout_s: float = 0.5
+    # the observer's clock filter (runner/observer.py): re-query a node, up to
+    # observer_retries times per sweep, when a reply's error bound exceeds
+    # max(observer_retry_bound_s, observer_retry_factor x its running median bound)
+    observer_retries: int = 2
+    observer_retry_bound_s: float = 100e-6
+    observer_retry_factor: float = 3.0
     cpu_interval_s: float = 5.0
     faults: tuple[FaultSpec, ...] = ()
     requires: tuple[str, ...] = ()
@@ -217,7 +225,8 @@ class _Checker:
 
 _TOP = ("name", "description", "seed", "inventory", "lab", "nodes", "drift", "daemon",
         "warm_up_s", "trials", "trial_duration_s", "settle_s", "healthy_timeout_s",
-        "observer_hz", "observer_timeout_s", "cpu_interval_s", "faults", "requires",
+        "observer_hz", "observer_timeout_s", "observer_retries", "observer_retry_bound_s",
+        "observer_retry_factor", "cpu_interval_s", "faults", "requires",
         "sweep", "redeploy_each_trial")
 _FAULT = ("kind", "at_s", "duration_s", "targets", "percent", "delay_ms", "jitter_ms",
           "side_a")
@@ -251,6 +260,9 @@ def _daemon(c: _Checker, raw: Any, path: str, base: dict[str, Any]) -> dict[str,
             out[key] = c.integer(value, f"{path}.{key}", minimum=0)
         else:
             out[key] = c.number(value, f"{path}.{key}", positive=True)
+    if out.get("realtime_priority", 0) > 99:
+        raise c.fail(f"{path}.realtime_priority",
+                     f"expected 0 (off) or a SCHED_FIFO priority 1-99, got {out['realtime_priority']}")
     if out["election_timeout_min_s"] > out["election_timeout_max_s"]:
         raise c.fail(f"{path}.election_timeout_min_s",
                      f"{out['election_timeout_min_s']} > election_timeout_max_s "
@@ -363,6 +375,15 @@ def parse_suite(data: Any, source: str) -> Suite:
     if "observer_hz" in data:
         kw["observer_hz"] = c.number(data["observer_hz"], "observer_hz", positive=True,
                                      maximum=1000)
+    if "observer_retries" in data:
+        kw["observer_retries"] = c.integer(data["observer_retries"], "observer_retries", minimum=0,
+                                           maximum=10)
+    if "observer_retry_bound_s" in data:
+        kw["observer_retry_bound_s"] = c.number(data["observer_retry_bound_s"], "observer_retry_bound_s",
+                                                minimum=0, maximum=1.0)
+    if "observer_retry_factor" in data:
+        kw["observer_retry_factor"] = c.number(data["observer_retry_factor"], "observer_retry_factor",
+                                               minimum=1, maximum=1000)
     if "trials" in data:
         kw["trials"] = c.integer(data["trials"], "trials", minimum=1)
     if "redeploy_each_trial" in data:
