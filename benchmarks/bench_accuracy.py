@@ -29,9 +29,10 @@ steady-state between-round max over *all* recorded samples (the retried-over one
 included, i.e. what the figure would be without the clock filter's choice) is printed
 too, for comparison; and how many samples were superseded.
 
-`--realtime-priority N` and `--observer-retries N` run the suites with
-`daemon.realtime_priority` / `observer_retries` overridden (a copy of the suite file
-under /tmp; the run folder's manifest records the effective suite).
+`--realtime-priority N`, `--observer-retries N` and `--observer-realtime-priority N`
+run the suites with `daemon.realtime_priority` / `observer_retries` /
+`observer_realtime_priority` overridden (a copy of the suite file under /tmp; the run
+folder's manifest records the effective suite).
 
 One-way delay ("the physical floor"): there is no `ping` on this machine, and every
 namespace shares the host's real clock, so the delay is measured directly: a UDP
@@ -308,12 +309,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="override the suites' daemon.realtime_priority (0 = off, 1-99 SCHED_FIFO)")
     ap.add_argument("--observer-retries", type=int, default=None, metavar="N",
                     help="override the suites' observer_retries (0 = no clock filter)")
+    ap.add_argument("--observer-realtime-priority", type=int, default=None, metavar="N",
+                    help="override the suites' observer_realtime_priority (0 = off, 1-99 SCHED_FIFO)")
     args = ap.parse_args(argv)
     overrides: dict = {}
     if args.realtime_priority is not None:
         overrides["daemon.realtime_priority"] = args.realtime_priority
     if args.observer_retries is not None:
         overrides["observer_retries"] = args.observer_retries
+    if args.observer_realtime_priority is not None:
+        overrides["observer_realtime_priority"] = args.observer_realtime_priority
     names = [s for s in args.suites.split(",") if s]
     unknown = [s for s in names if s not in SUITES]
     if unknown:

@@ -603,6 +603,7 @@ class Runner:
                                  retries=s.observer_retries,
                                  retry_bound_floor_s=s.observer_retry_bound_s,
                                  retry_factor=s.observer_retry_factor,
+                                 realtime_priority=s.observer_realtime_priority,
                                  sink=self._record("observer"))
         pool = self.pool
 
@@ -623,6 +624,9 @@ class Runner:
                 # done: readings of the daemons as an earlier run left them are not data
                 self._pause_sampling(True)
                 self.observer.start()
+                if self.observer.realtime_warning:
+                    self._event("warning", detail=self.observer.realtime_warning)
+                    self.progress.log(self.observer.realtime_warning)
                 self.cpu.start()
                 if start is not None:
                     for k in range(start, s.n_trials + 1):

@@ -114,6 +114,8 @@ class Suite:
     observer_retries: int = 2
     observer_retry_bound_s: float = 100e-6
     observer_retry_factor: float = 3.0
+    # 0: the observer thread at normal priority; 1-99: SCHED_FIFO (root on the controller)
+    observer_realtime_priority: int = 0
     cpu_interval_s: float = 5.0
     faults: tuple[FaultSpec, ...] = ()
     requires: tuple[str, ...] = ()
@@ -226,7 +228,7 @@ class _Checker:
 _TOP = ("name", "description", "seed", "inventory", "lab", "nodes", "drift", "daemon",
         "warm_up_s", "trials", "trial_duration_s", "settle_s", "healthy_timeout_s",
         "observer_hz", "observer_timeout_s", "observer_retries", "observer_retry_bound_s",
-        "observer_retry_factor", "cpu_interval_s", "faults", "requires",
+        "observer_retry_factor", "observer_realtime_priority", "cpu_interval_s", "faults", "requires",
         "sweep", "redeploy_each_trial")
 _FAULT = ("kind", "at_s", "duration_s", "targets", "percent", "delay_ms", "jitter_ms",
           "side_a")
@@ -384,6 +386,9 @@ def parse_suite(data: Any, source: str) -> Suite:
     if "observer_retry_factor" in data:
         kw["observer_retry_factor"] = c.number(data["observer_retry_factor"], "observer_retry_factor",
                                                minimum=1, maximum=1000)
+    if "observer_realtime_priority" in data:
+        kw["observer_realtime_priority"] = c.integer(data["observer_realtime_priority"],
+                                                     "observer_realtime_priority", minimum=0, maximum=99)
     if "trials" in data:
         kw["trials"] = c.integer(data["trials"], "trials", minimum=1)
     if "redeploy_each_trial" in data:
