@@ -68,12 +68,12 @@ def env(tmp_path_factory):
     assert leftovers(NAME) == []
 
 
-def playbook(env, name: str, **extra) -> tuple[str, dict[str, dict[str, int]]]:
+def playbook(env, name: str, *args: str, **extra) -> tuple[str, dict[str, dict[str, int]]]:
     varfile = env["tmp"] / f"{name}-{time.monotonic_ns()}.json"
     varfile.write_text(json.dumps(env["vars"] | extra))
     proc = subprocess.run(
         [str(BIN / "ansible-playbook"), "-i", str(env["lab"].inventory_path), str(REPO / "playbooks" / f"{name}.yml"),
-         "-e", f"@{varfile}"],
+         "-e", f"@{varfile}", *args],
         cwd=REPO, capture_output=True, text=True,
         env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0"),
     )
@@ -91,6 +91,10 @@ def recap(out: str) -> dict[str, dict[str, int]]:
 
 def ssh(env, node: str, command: str) -> str:
     return labkit.ssh(env["lab"], node, command)
+
+
+def daemon_pid(env, node: str) -> int | None:
+    return {s.name: s for s in env["lab"].status()}[node].daemon_pid
 
 
 def profile_of(env, node: str) -> dict:
@@ -132,6 +136,24 @@ def test_second_deploy_elects_one_master_and_synchronizes(env):
 
 
 def test_third_deploy_changes_nothing(env):
+    _, rows = playbook(env, "deploy")
+    assert {n: r["changed"] for n, r in rows.items()} == {n: 0 for n in NODES}
+
+
+def test_limited_deploy_keeps_every_peer_and_repairs_local_edits(env):
+    # --limit: the other hosts are not in the run, yet n2's config must still list them
+    out, rows = playbook(env, "deploy", "--limit", "n2", "--check", "--diff")
+    assert set(rows) == {"n2"} and rows["n2"]["changed"] == 0, out[-4000:]
+    etc = Path(f"/var/lib/tempo-lab/{NAME}/nodes/n2/etc")
+    ssh(env, "n2", "echo '# local edit' >> /etc/tempo/tempod.toml && chmod 0644 /etc/tempo/tempo.key")
+    pid_before = daemon_pid(env, "n2")
+    out, rows = playbook(env, "deploy", "--limit", "n2", "--diff")
+    assert rows["n2"]["changed"] > 0
+    assert "-# local edit" in out  # the diff names what was undone
+    assert "# local edit" not in (etc / "tempod.toml").read_text()
+    assert (etc / "tempo.key").stat().st_mode & 0o777 == 0o600
+    assert (etc / "tempo.key").read_text().strip() not in out  # the key never reaches the output
+    assert daemon_pid(env, "n2") not in (None, pid_before)  # restarted with the repaired files
     _, rows = playbook(env, "deploy")
     assert {n: r["changed"] for n, r in rows.items()} == {n: 0 for n in NODES}
 
