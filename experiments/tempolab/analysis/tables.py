@@ -217,7 +217,7 @@ def sweeps_table(samples: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=cols)
     g = samples.groupby("sweep", sort=True)
     sync = samples[samples["in_sync"]].groupby("sweep")["offset_s"]
-    leaders = samples[samples["state"] == "LEADER"].groupby("sweep")["node"].agg(lambda s: ",".join(sorted(s, key=node_sort_key)))
+    leaders = samples[samples["state"] == "LEADER"].groupby("sweep")["node"].agg(lambda s: ",".join(sorted(set(s), key=node_sort_key)))
     out = pd.DataFrame({
         "trial": g["trial"].first(),
         "t_ref": g["t_ref"].min(),
