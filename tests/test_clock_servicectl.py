@@ -58,7 +58,7 @@ def gone(pid: int) -> bool:
     """Exited (a zombie waiting for init to reap it counts as exited)."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone, or reaped between open and read
         return True
     return state in ("Z", "X")
 

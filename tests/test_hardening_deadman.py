@@ -106,7 +106,7 @@ def sh(cmd: str, timeout_s: float = 10) -> subprocess.CompletedProcess:
 def alive(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone, or reaped between open and read
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 

@@ -87,6 +87,18 @@ def test_check_mode_reports_and_touches_nothing(tmp_path):
     assert (tmp_path / "etc/tempod.toml").read_text() == "edited\n"
 
 
+def test_a_new_secret_is_written_with_its_mode_from_the_start(tmp_path):
+    # a key replaced while the old file was world-readable: the new one is 0600 at once
+    run(tree(tmp_path))
+    os.chmod(tmp_path / "etc/tempo.key", 0o644)
+    spec = tree(tmp_path)
+    spec["secret_files"][0]["content"] = "new" + SECRET
+    rc, r, _ = run(spec)
+    assert rc == 0 and str(tmp_path / "etc/tempo.key") in r["changed_paths"]
+    assert mode(tmp_path / "etc/tempo.key") == 0o600
+    assert (tmp_path / "etc/tempo.key").read_text() == "new" + SECRET
+
+
 def test_diff_shows_files_but_never_a_secret(tmp_path):
     rc, r, out = run(tree(tmp_path), "--diff", "--check")
     assert rc == 0
@@ -114,6 +126,7 @@ def test_reads_and_tests_existence_before_writing(tmp_path):
     ({"files": [{"path": "/ABS/missing/f", "content": "x"}]}, "does not exist"),
     ({"files": [{"path": "/ABS", "content": "x"}]}, "is not a regular file"),
     ({"directories": [{"path": "/ABS/plain"}]}, "is not a folder"),
+    ({"owner": "no-such-user-tempo", "directories": [{"path": "/ABS/new"}]}, "no such user"),
 ])
 def test_bad_input_fails_clearly_and_changes_nothing(tmp_path, bad, needle):
     (tmp_path / "plain").write_text("keep\n")

@@ -280,7 +280,7 @@ class Lab:
         for pid in host.netns_pids(netns):
             try:
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            except FileNotFoundError:
+            except (FileNotFoundError, ProcessLookupError):  # exited while we looked
                 continue
             args = [c.decode(errors="replace") for c in cmd if c]
             if any(a.endswith("/tempod") or a == "tempod" or a == "tempod.main" for a in args):

@@ -182,7 +182,8 @@ def alive(pid: int | None) -> bool:
     # a zombie is not alive for our purposes
     try:
         return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (FileNotFoundError, IndexError):
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        # reaped between open and read: /proc answers ESRCH then
         return False
 
 

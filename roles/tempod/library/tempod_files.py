@@ -103,7 +103,9 @@ changed_paths:
   returned: always
 """
 
+import grp
 import os
+import pwd
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
@@ -151,18 +153,36 @@ def _converge_file(module, spec, owner, group, diffs, secret):
     if rewrite:
         fd, tmp = tempfile.mkstemp(prefix=".tempod-", dir=os.path.dirname(path))
         try:
-            # mode and owner before the rename: a secret is never readable by others, not even briefly
+            # Mode and owner are set on the temporary file and the rename is a plain
+            # os.replace: AnsibleModule.atomic_move would give the new file the old
+            # file's mode (or the umask's, when creating it) for a moment, and a key
+            # must never be readable by others, not even briefly.
             os.fchmod(fd, int(mode, 8))
+            os.fchown(fd, _uid(module, owner), _gid(module, group))
             with os.fdopen(fd, "wb") as fh:
                 fh.write(want)
                 fh.flush()
                 os.fsync(fh.fileno())
-            module.atomic_move(tmp, path)
+            os.replace(tmp, path)
         except Exception:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
     return _attrs(module, path, mode, owner, group, rewrite)
+
+
+def _uid(module, owner):
+    try:
+        return int(owner) if owner.isdigit() else pwd.getpwnam(owner).pw_uid
+    except KeyError:
+        module.fail_json(msg=f"no such user: {owner}")
+
+
+def _gid(module, group):
+    try:
+        return int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        module.fail_json(msg=f"no such group: {group}")
 
 
 def _validate(module, directories, files):
@@ -210,6 +230,9 @@ def main():
     )
     p = module.params
     _validate(module, p["directories"], p["files"] + p["secret_files"])
+    # an unknown owner or group fails here, before any change
+    _uid(module, p["owner"])
+    _gid(module, p["group"])
 
     result = {"changed": False, "changed_paths": [],
               "contents": {}, "present": {path: os.path.lexists(path) for path in p["exists"]}}
