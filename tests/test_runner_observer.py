@@ -49,8 +49,12 @@ class FakeNode:
             stratum, leap, refid = ntp.encode_state(self.state, self.master_ip)
             reply = ntp.server_reply(data, t2, time.time() + self.offset_s, stratum=stratum,
                                      leap=leap, refid=refid, root_dispersion_s=0.001)
+            self.before_send()
             self.sock.sendto(reply, src)
             self.answered += 1
+
+    def before_send(self) -> None:
+        """Between the transmit timestamp and ``sendto``: where a responder gets preempted."""
 
     def close(self) -> None:
         self.stop.set()
@@ -160,21 +164,10 @@ class StallingNode(FakeNode):
         self.stall, self.stall_s, self.k = stall, stall_s, 0
         super().__init__(addr, port, 0.0, "FOLLOWER", None)
 
-    def loop(self) -> None:
-        while not self.stop.is_set():
-            try:
-                data, src = self.sock.recvfrom(512)
-            except socket.timeout:
-                continue
-            t2 = time.time()
-            stratum, leap, refid = ntp.encode_state(self.state, self.master_ip)
-            reply = ntp.server_reply(data, t2, time.time(), stratum=stratum, leap=leap, refid=refid,
-                                     root_dispersion_s=0.001)
-            if self.stall(self.k):
-                time.sleep(self.stall_s)
-            self.k += 1
-            self.sock.sendto(reply, src)
-            self.answered += 1
+    def before_send(self) -> None:
+        if self.stall(self.k):
+            time.sleep(self.stall_s)
+        self.k += 1
 
 
 def _free_port(addr: str) -> int:
