@@ -66,7 +66,7 @@ import yaml  # noqa: E402
 
 from tempolab.analysis.load import load_run  # noqa: E402
 from tempolab.analysis.summary import between_round_sweeps, stats  # noqa: E402
-from tempolab.analysis.tables import annotate_sweeps, samples_table, sweeps_table  # noqa: E402
+from tempolab.analysis.tables import annotate_sweeps, samples_table, superseded_count, sweeps_table  # noqa: E402
 
 BIN = Path(sys.executable).parent
 LAB, SUBNET, NODES = "acc", "10.81.0.0/24", 5
@@ -224,7 +224,7 @@ def steady_state(run_dir: Path, interval_s: float) -> dict:
     bra = bra[bra["t_ref"] >= t0]
     out["all_samples"] = {"between_round_max_skew_s": float(bra["max_skew_s"].max()) if len(bra) else None,
                           "samples": int(len(every)),
-                          "superseded": int(sum(1 for r in run.observer if r.get("superseded"))),
+                          "superseded": superseded_count(run),
                           "retried_sweeps": int(len({(r.get("trial"), r.get("sweep"), r.get("node"))
                                                      for r in run.observer if r.get("retry")}))}
     # filtered view: observer samples with bound <= FILTER_BOUND_S, compared at a common

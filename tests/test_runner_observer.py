@@ -178,6 +178,22 @@ def _free_port(addr: str) -> int:
     return port
 
 
+def _observe_stalling(addr: str, name: str, stall, stall_s: float, seconds: float,
+                      **observer_kw) -> tuple[Observer, list[dict]]:
+    """Run an Observer against one StallingNode at ``addr`` for ``seconds``:
+    (the observer, every sample it recorded)."""
+    port = _free_port(addr)
+    node = StallingNode(addr, port, stall=stall, stall_s=stall_s)
+    sunk: list[dict] = []
+    obs = Observer([NodeRef(name, addr)], port=port, timeout_s=0.2, sink=sunk.append, **observer_kw)
+    try:
+        with obs:
+            time.sleep(seconds)
+    finally:
+        node.close()
+    return obs, sunk
+
+
 def _per_sweep(samples: list[dict], node: str) -> dict[int, list[dict]]:
     out: dict[int, list[dict]] = {}
     for s in samples:
@@ -187,17 +203,9 @@ def _per_sweep(samples: list[dict], node: str) -> dict[int, list[dict]]:
 
 
 def test_observer_requeries_a_stalled_reply_and_marks_it_superseded():
-    port = _free_port("127.0.0.6")
     # every other request stalls 20 ms: each sweep's regular request does, its retry not
-    node = StallingNode("127.0.0.6", port, stall=lambda k: k % 2 == 0, stall_s=0.02)
-    sunk: list[dict] = []
-    obs = Observer([NodeRef("s1", "127.0.0.6")], port=port, hz=10, timeout_s=0.2, sink=sunk.append,
-                   retries=2, retry_bound_floor_s=5e-3)
-    try:
-        with obs:
-            time.sleep(1.5)
-    finally:
-        node.close()
+    obs, sunk = _observe_stalling("127.0.0.6", "s1", lambda k: k % 2 == 0, 0.02, 1.5,
+                                  hz=10, retries=2, retry_bound_floor_s=5e-3)
     sweeps = _per_sweep(sunk, "s1")
     assert len(sweeps) >= 10
     retried = clean = 0
@@ -224,16 +232,8 @@ def test_observer_requeries_a_stalled_reply_and_marks_it_superseded():
 
 
 def test_observer_gives_up_after_its_retries_and_keeps_the_best():
-    port = _free_port("127.0.0.7")
-    node = StallingNode("127.0.0.7", port, stall=lambda k: True, stall_s=0.003)   # always slow
-    sunk: list[dict] = []
-    obs = Observer([NodeRef("s2", "127.0.0.7")], port=port, hz=10, timeout_s=0.2, sink=sunk.append,
-                   retries=2, retry_bound_floor_s=1e-3, retry_factor=1000.0)
-    try:
-        with obs:
-            time.sleep(0.55)
-    finally:
-        node.close()
+    _, sunk = _observe_stalling("127.0.0.7", "s2", lambda k: True, 0.003, 0.55,   # always slow
+                                hz=10, retries=2, retry_bound_floor_s=1e-3, retry_factor=1000.0)
     sweeps = _per_sweep(sunk, "s2")
     assert sweeps
     for group in sweeps.values():
@@ -243,16 +243,7 @@ def test_observer_gives_up_after_its_retries_and_keeps_the_best():
 
 
 def test_observer_without_retries_sends_one_request_per_node_per_sweep():
-    port = _free_port("127.0.0.8")
-    node = StallingNode("127.0.0.8", port, stall=lambda k: True, stall_s=0.003)
-    sunk: list[dict] = []
-    obs = Observer([NodeRef("s3", "127.0.0.8")], port=port, hz=20, timeout_s=0.2, sink=sunk.append,
-                   retries=0)
-    try:
-        with obs:
-            time.sleep(0.5)
-    finally:
-        node.close()
+    obs, sunk = _observe_stalling("127.0.0.8", "s3", lambda k: True, 0.003, 0.5, hz=20, retries=0)
     assert sunk and all(s["retry"] == 0 and not s["superseded"] for s in sunk)
     assert len({s["sweep"] for s in sunk}) == len(sunk)
     assert obs.retries_sent == 0

@@ -170,24 +170,13 @@ def samples_table(run: RunData, problems: list[str], best_only: bool = True) -> 
 
 
 def best_per_sweep(df: pd.DataFrame) -> pd.DataFrame:
-    """One raw observer record per (trial, sweep, node): the answered one with the
-    smallest bound (unanswered only if none answered).  Records without a sweep number
-    are kept as they are: the observer wrote those before it could retry."""
-    if "sweep" not in df or "node" not in df or not df["sweep"].notna().any():
+    """One raw observer record per (trial, sweep, node): the one the observer did not
+    mark ``superseded`` (it keeps the answered sample with the smallest bound, see
+    runner/observer.py).  Records without the field (folders written before retries
+    existed, one record per node per sweep) are all kept."""
+    if "superseded" not in df:
         return df
-    bound = pd.to_numeric(df["bound_s"], errors="coerce") if "bound_s" in df else pd.Series(np.nan, index=df.index)
-    answered = pd.to_numeric(df["offset_s"], errors="coerce").notna() if "offset_s" in df else bound.notna()
-    rank = pd.DataFrame({"unanswered": ~answered, "bound": bound.fillna(np.inf),
-                         "pos": np.arange(len(df))}, index=df.index)
-    trial = df["trial"].astype(str) if "trial" in df else pd.Series("", index=df.index)
-    key = trial + "/" + df["sweep"].astype(str) + "/" + df["node"].astype(str)
-    has_sweep = df["sweep"].notna()
-    order = rank.sort_values(["unanswered", "bound", "pos"], kind="stable").index
-    first = ~key.loc[order].duplicated()
-    keep = pd.Series(False, index=df.index)
-    keep.loc[order] = first.to_numpy()
-    keep |= ~has_sweep
-    return df[keep]
+    return df[~df["superseded"].eq(True)]
 
 
 def superseded_count(run: RunData) -> int:

@@ -364,14 +364,12 @@ class Runner:
                 self._event("collect_failed", node=h.name, error=str(exc))
 
     # ------------------------------------------------------------ observation
-    def wait_healthy(self, timeout_s: float, stable_s: float | None = None) -> tuple[bool, str | None, str]:
+    def wait_healthy(self, timeout_s: float, stable_s: float) -> tuple[bool, str | None, str]:
         """Wait until one master leads all others, the same master for ``stable_s``
-        (default: one round interval). Right after a restart two candidates can both
-        win for a moment before RESOLVE/QUIT settles it; a single healthy sweep then
+        (the trial uses one round interval). Right after a restart two candidates can
+        both win for a moment before RESOLVE/QUIT settles it; a single healthy sweep then
         names a master that is not the one the trial's fault will find."""
         assert self.observer is not None
-        if stable_s is None:
-            stable_s = max(1.0, float(self.suite.daemon.get("round_interval_s", 2.0)))
         deadline = time.monotonic() + timeout_s
         reason = "no samples yet"
         names = [h.name for h in self.hosts]

@@ -250,14 +250,10 @@ class Observer:
         """At a new sweep: a retry still unanswered is recorded as lost, its group emitted."""
         for (sweep, node), group in list(self._groups.items()):
             p = pending.pop(group.retry_key, None) if group.retry_key is not None else None
-            group.retry_key = None
             if p is not None:
-                group.samples.append({"t_ref": p.t1, "trial": self.trial, "sweep": p.sweep, "node": p.node,
-                                      "offset_s": None, "bound_s": None, "rtt_s": None,
-                                      "state": "unreachable", "master": None, "stratum": None,
-                                      "error": "retry unanswered at the sweep's end", "retry": p.retry,
-                                      "superseded": True})
-            self._finish(sweep, node)
+                self._missing(p, "retry unanswered at the sweep's end")  # records it, emits the group
+            else:
+                self._finish(sweep, node)
 
     def _reply(self, data: bytes, addr: tuple[str, int], t4: float,
                pending: dict[bytes, _Pending], sock: socket.socket | None = None,
