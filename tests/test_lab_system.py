@@ -235,3 +235,15 @@ def test_cli_up_status_down_round_trip():
         dn = subprocess.run([tempo, "lab", "down", "--name", name], capture_output=True, text=True)
     assert dn.returncode == 0
     assert leftovers(name) == []
+
+
+def test_remove_link_tolerates_a_link_the_kernel_removed_meanwhile(monkeypatch):
+    # the veth's host end goes asynchronously after its namespace: present at the
+    # check, gone at the delete
+    seen = iter([True, False])
+    monkeypatch.setattr(host, "link_exists", lambda name: next(seen))
+    host.remove_link("tslabgone0")
+    # a delete that fails while the link is still there is an error
+    monkeypatch.setattr(host, "link_exists", lambda name: True)
+    with pytest.raises(host.CommandFailed, match="tslabgone0"):
+        host.remove_link("tslabgone0")

@@ -137,8 +137,13 @@ def remove_netns(netns: str) -> None:
 
 
 def remove_link(name: str) -> None:
+    # The kernel removes a veth's host end asynchronously after its namespace is deleted,
+    # so the link can vanish between the check and the delete: only a link that is still
+    # there after a failed delete is an error.
     if link_exists(name):
-        run(["ip", "link", "del", name])
+        proc = run(["ip", "link", "del", name], check=False)
+        if proc.returncode != 0 and link_exists(name):
+            raise CommandFailed(["ip", "link", "del", name], proc.returncode, proc.stderr or proc.stdout)
 
 
 # ---------------------------------------------------------------------- processes
