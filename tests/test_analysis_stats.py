@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from tempolab.analysis import summary as summ
 from tempolab.analysis.load import load_run
 from tempolab.analysis.synthetic import SyntheticSpec, make_run
 from tempolab.analysis.tables import build_tables
-from tempolab.analysis.timebase import DriftProfile
 
 
 @pytest.fixture(scope="module")
@@ -164,29 +160,6 @@ def test_hand_computed_cpu_percent_and_counter_reset(tmp_path):
     assert pct[("n2", 14.0)] == pytest.approx(0.5)       # 0.02 s in 4 s
     assert ("n1", 30.0) not in pct.index                  # counter went down: not a negative percent
     assert any("counter decreases" in p for p in t.problems)
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    offset=st.floats(-10, 10), rate=st.floats(-1e5, 1e5),
-    changes=st.lists(st.tuples(st.floats(0, 5000), st.floats(-1e5, 1e5)), max_size=4),
-    dt=st.floats(-100, 10000),
-)
-def test_profile_inverse_roundtrip(offset, rate, changes, dt):
-    p = DriftProfile(1_795_000_000.0, offset, rate, tuple(sorted(changes)))
-    t = 1_795_000_000.0 + dt
-    assert p.t_ref_at(p.hw_at(t)) == pytest.approx(t, abs=2e-6)
-
-
-def test_profile_rate_change_is_continuous():
-    p = DriftProfile.from_mapping({"epoch_unix_s": 0.0, "offset_s": 2.5, "rate_ppm": 100.0,
-                                   "changes": [{"at_s": 600.0, "rate_ppm": -50.0}]})
-    assert p.hw_at(600.0) == pytest.approx(600.0 + 2.5 + 600 * 100e-6)
-    assert p.hw_at(700.0) == pytest.approx(p.hw_at(600.0) + 100 * (1 - 50e-6))
-    assert p.max_abs_rate_ppm() == 100.0 and p.rate_ppm_at(650.0) == -50.0
-    with pytest.raises(ValueError, match="epoch_unix_s"):
-        DriftProfile.from_mapping({"offset_s": 1.0})
-    assert math.isnan(p.t_ref_at(float("nan")))
 
 
 def test_drift_sweep_levels(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -160,3 +162,11 @@ def test_generate_rejects_bad_arguments() -> None:
         generate_profiles(["a"], 1, epoch_unix_s=EPOCH, offset_s=(2, 1))
     with pytest.raises(ProfileError, match="duplicate"):
         generate_profiles(["a", "a"], 1, epoch_unix_s=EPOCH)
+
+
+def test_analysis_helpers_offset_and_largest_rate() -> None:
+    # The analysis reads profiles through this same model (no second parser).
+    p = DriftProfile(0.0, 2.5, 100.0, (RateChange(600.0, -50.0),))
+    assert p.offset_at(600.0) == pytest.approx(2.5 + 600 * 100e-6)
+    assert p.max_abs_rate_ppm() == 100.0 and p.rate_at(650.0) == -50.0
+    assert math.isnan(p.true_at(float("nan")))

@@ -156,7 +156,7 @@ class SimClock:
         *,
         epoch_s: float = 0.0,
         wander_step_s: float = 1.0,
-        max_rate_ppm: float = 500_000.0,
+        max_rate_ppm: float = _profile.MAX_ABS_RATE_PPM,
         true_now: Callable[[], float] | None = None,
         max_segments: int = 10_000_000,
     ) -> None:

@@ -107,6 +107,14 @@ class DriftProfile:
         i = max(0, bisect.bisect_right(self._hw_starts, hw_s) - 1)
         return self._starts[i] + (hw_s - self._hw_starts[i]) / (1.0 + self._rates[i])
 
+    def offset_at(self, true_s: float) -> float:
+        """Hardware offset (hw - true) in seconds at true time ``true_s``."""
+        return self.hw_at(true_s) - true_s
+
+    def max_abs_rate_ppm(self) -> float:
+        """The largest |rate| the profile ever runs at (ppm)."""
+        return max([abs(self.rate_ppm)] + [abs(ch.rate_ppm) for ch in self.changes])
+
     def _segment(self, true_s: float) -> int:
         # Before the epoch the first segment is extrapolated (index 0).
         return max(0, bisect.bisect_right(self._starts, true_s) - 1)

@@ -7,7 +7,8 @@ must not know how the runner, the lab or the daemon work beyond those file contr
 Layers, each in its own module:
 
 - :mod:`.load`      run folder -> :class:`RunData` (raw records + data problems)
-- :mod:`.timebase`  drift profiles: hardware time <-> reference time
+- drift profiles (hardware time <-> reference time) are :mod:`tempod.profile`'s, the
+  same model the daemon, the launcher and the simulator use
 - :mod:`.tables`    RunData -> tidy pandas tables (pure functions)
 - :mod:`.summary`   tables -> headline numbers (pure functions)
 - :mod:`.figures`   tables -> matplotlib Figures (no file I/O)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .timebase import DriftProfile, ProfileError
+from tempod.profile import DriftProfile, ProfileError, load_profile, parse_profile
 
 RUN_FILES = ("manifest.json", "observer.jsonl", "faults.jsonl", "cpu.jsonl", "trials.jsonl", "runner.jsonl")
 MANIFEST_FIELDS = ("suite", "seed", "inventory", "nodes", "versions", "git_commit", "started", "ended", "status")
@@ -157,9 +157,9 @@ def load_run(path: str | Path) -> RunData:
         prof_path = nodes_dir / node / "drift.toml"
         try:
             if prof_path.exists():
-                profiles[node] = DriftProfile.from_toml(prof_path)
+                profiles[node] = load_profile(prof_path)
             elif isinstance(manifest_nodes.get(node), dict) and isinstance(manifest_nodes[node].get("profile"), dict):
-                profiles[node] = DriftProfile.from_mapping(manifest_nodes[node]["profile"], f"manifest nodes.{node}.profile")
+                profiles[node] = parse_profile(manifest_nodes[node]["profile"], f"manifest nodes.{node}.profile")
                 problems.append(f"nodes/{node}/drift.toml: missing, used the manifest's copy")
             else:
                 problems.append(f"nodes/{node}/drift.toml: missing (event times aligned by the observer instead)")

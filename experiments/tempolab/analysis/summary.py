@@ -95,7 +95,7 @@ def trial_levels(run: RunData, t: Tables) -> pd.DataFrame:
         if math.isnan(drift) and run.profiles:
             mid = (tr["t_start"] + (tr["t_end"] if math.isfinite(tr["t_end"]) else tr["t_start"])) / 2
             # the largest |rate| in force mid-trial
-            drift = max(abs(p.rate_ppm_at(mid)) for p in run.profiles.values())
+            drift = max(abs(p.rate_at(mid)) for p in run.profiles.values())
         size = math.nan
         for k in SIZE_FIELDS:
             v = tr.get(k) if k in tr else None

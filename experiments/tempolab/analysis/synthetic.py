@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .timebase import DriftProfile
+from tempod.profile import DriftProfile, RateChange, dump_profile
 
 EPOCH_LEAD_S = 100.0  # profiles' epoch is this long before the run starts (hardware "powered on")
 
@@ -91,7 +91,8 @@ class _Model:
             if spec.drift_levels_ppm:
                 levels = spec.drift_levels_ppm
                 changes = tuple(
-                    (EPOCH_LEAD_S + j * spec.trial_s, self.base_rate[n] * levels[j]) for j in range(1, len(levels))
+                    RateChange(EPOCH_LEAD_S + j * spec.trial_s, self.base_rate[n] * levels[j])
+                    for j in range(1, len(levels))
                 )
                 rate0 = self.base_rate[n] * levels[0]
             else:
@@ -363,13 +364,6 @@ def _dump_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
     path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
 
 
-def profile_toml(p: DriftProfile) -> str:
-    lines = [f"epoch_unix_s = {p.epoch_unix_s!r}", f"offset_s = {p.offset_s!r}", f"rate_ppm = {p.rate_ppm!r}"]
-    for at_s, rate in p.changes:
-        lines += ["", "[[changes]]", f"at_s = {at_s!r}", f"rate_ppm = {rate!r}"]
-    return "\n".join(lines) + "\n"
-
-
 def make_run(out_dir: str | Path, spec: SyntheticSpec = SyntheticSpec()) -> Truth:
     """Write a synthetic run folder into ``out_dir`` (created) and return its truth."""
     out = Path(out_dir)
@@ -390,7 +384,7 @@ def make_run(out_dir: str | Path, spec: SyntheticSpec = SyntheticSpec()) -> Trut
         "inventory": "synthetic",
         "nodes": {n: {"address": f"10.77.0.{11 + i}",
                       "profile": {"epoch_unix_s": p.epoch_unix_s, "offset_s": p.offset_s, "rate_ppm": p.rate_ppm,
-                                  "changes": [{"at_s": a, "rate_ppm": r} for a, r in p.changes]}}
+                                  "changes": [{"at_s": c.at_s, "rate_ppm": c.rate_ppm} for c in p.changes]}}
                   for i, (n, p) in enumerate(model.profiles.items())},
         "versions": {"tempo": "0.1.0", "generator": "tempolab.analysis.synthetic"},
         "git_commit": "0" * 40,
@@ -410,5 +404,5 @@ def make_run(out_dir: str | Path, spec: SyntheticSpec = SyntheticSpec()) -> Trut
         d.mkdir(parents=True, exist_ok=True)
         _dump_jsonl(d / "events.jsonl", model.events[n])
         if spec.write_profiles:
-            (d / "drift.toml").write_text(profile_toml(model.profiles[n]))
+            (d / "drift.toml").write_text(dump_profile(model.profiles[n]))
     return truth

@@ -234,7 +234,7 @@ def events_table(run: RunData, samples: pd.DataFrame, problems: list[str]) -> pd
             clk = e.get("clk")
             t_ref, source = math.nan, "none"
             if prof is not None and isinstance(hw, (int, float)):
-                t_ref, source = prof.t_ref_at(float(hw)), "profile"
+                t_ref, source = prof.true_at(float(hw)), "profile"
             elif isinstance(clk, (int, float)) and len(obs_t):
                 # offset = clk - t_ref; two fixed-point steps converge since offsets change slowly
                 guess = float(clk) - float(np.interp(float(clk), obs_t, obs_off))

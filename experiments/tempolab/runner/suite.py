@@ -21,8 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from tempod.nodeconfig import NodeConfig
 
 from ..errors import ConfigError
+
+# A suite may not ask for more drift than the daemon's frequency loop can cancel by
+# default; the bound is the daemon's, not a second number kept here.
+MAX_DRIFT_PPM = NodeConfig.__dataclass_fields__["freq_max_ppm"].default
 
 SUITES_DIR = Path(__file__).resolve().parents[2] / "suites"
 
@@ -48,14 +53,11 @@ DAEMON_KEYS: dict[str, type] = {
     # not a timer either: 0 = normal scheduling, 1-99 = SCHED_FIFO priority
     "realtime_priority": int,
 }
+# A suite that says nothing about these runs the daemon's own defaults (NodeConfig).
 DAEMON_DEFAULTS: dict[str, Any] = {
-    "round_interval_s": 10.0,
-    "probes_per_round": 4,
-    "probe_timeout_s": 0.2,
-    "election_timeout_min_s": 3.0,
-    "election_timeout_max_s": 6.0,
-    "ntp_port": 123,
-    "tsp_port": 525,
+    k: NodeConfig.__dataclass_fields__[k].default
+    for k in ("round_interval_s", "probes_per_round", "probe_timeout_s",
+              "election_timeout_min_s", "election_timeout_max_s", "ntp_port", "tsp_port")
 }
 REQUIREMENTS = ("netem", "lab")
 
@@ -241,10 +243,10 @@ def _drift(c: _Checker, raw: Any, path: str, base: Drift) -> Drift:
         out = dataclasses.replace(out, distribution=c.string(
             d["distribution"], f"{path}.distribution", choices=DISTRIBUTIONS))
     if "max_ppm" in d:
-        # 10 % = 100000 ppm is the top of the drift sweep; beyond that libfaketime's
-        # rate multiplier and the daemon's frequency bound (150000 ppm) stop making sense
+        # 10 % = 100000 ppm is the top of the drift sweep; a drift beyond the daemon's
+        # frequency bound (NodeConfig.freq_max_ppm) could never be corrected
         out = dataclasses.replace(out, max_ppm=c.number(
-            d["max_ppm"], f"{path}.max_ppm", minimum=0, maximum=150000))
+            d["max_ppm"], f"{path}.max_ppm", minimum=0, maximum=MAX_DRIFT_PPM))
     if "max_offset_s" in d:
         out = dataclasses.replace(out, max_offset_s=c.number(
             d["max_offset_s"], f"{path}.max_offset_s", minimum=0, maximum=86400))
@@ -421,7 +423,7 @@ def parse_suite(data: Any, source: str) -> Suite:
             if key == "nodes":
                 checked[key] = c.integer(value, f"{p}.nodes", minimum=1, maximum=64)
             elif key == "drift.max_ppm":
-                checked[key] = c.number(value, f"{p}.{key}", minimum=0, maximum=150000)
+                checked[key] = c.number(value, f"{p}.{key}", minimum=0, maximum=MAX_DRIFT_PPM)
             elif key == "drift.distribution":
                 checked[key] = c.string(value, f"{p}.{key}", choices=DISTRIBUTIONS)
             elif isinstance(key, str) and key.startswith("daemon.") and key[7:] in DAEMON_KEYS:
