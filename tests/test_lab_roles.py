@@ -18,7 +18,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 PLAYBOOKS = sorted((REPO / "playbooks").glob("*.yml"))
-ROLES = ["libfaketime", "tempod"]
+ROLES = ["libfaketime", "tempod", "chrony"]
 
 
 def _env() -> dict[str, str]:

@@ -28,12 +28,40 @@ def rng() -> random.Random:
 def test_kill_targets_master_and_restarts_through_the_service_tool():
     f = resolve(FaultSpec("kill", at_s=4, duration_s=10, targets="master"), NODES, "n2", rng())
     assert f.targets == ["n2"] and f.at_s == 4 and f.duration_s == 10
-    assert f.apply_cmds == {"n2": 'pid=$(head -n 1 /run/tempo/tempod.pid 2>/dev/null); [ -n "$pid" ] && kill -9 "$pid"'}
+    assert f.apply_cmds == {"n2": 'pid=$(head -q -n 1 /run/tempo/tempod.pid /run/tempo/chronyd.pid 2>/dev/null '
+                                  '| head -n 1); [ -n "$pid" ] && kill -9 "$pid"'}
     revert = f.revert_cmds["n2"]
     assert "systemctl start tempod" in revert
     assert ("/opt/tempo/venv/bin/tempod-service --config /etc/tempo/tempod.toml "
             "--profile /etc/tempo/drift.toml --pidfile /run/tempo/tempod.pid "
             "--stdout /var/log/tempo/tempod.out start") in revert
+
+
+def test_kill_of_chronyd_restarts_chronyd_not_tempod():
+    f = resolve(FaultSpec("kill", at_s=4, duration_s=10, targets="master"), NODES, "n1", rng(),
+                daemon="chronyd")
+    assert f.detail == "SIGKILL chronyd"
+    revert = f.revert_cmds["n1"]
+    assert "systemctl" not in revert and "tempod.toml" not in revert
+    assert ("--daemon-cmd '/bin/sh /opt/tempo/chrony/bin/chronyd-tempo' --config /etc/tempo/chrony.conf "
+            "--profile /etc/tempo/drift.toml --pidfile /run/tempo/chronyd.pid") in revert
+
+
+def test_the_pid_snippet_finds_whichever_daemon_runs(tmp_path):
+    import subprocess
+
+    from tempolab.runner import faults
+
+    for present in ("tempod", "chronyd"):
+        d = tmp_path / present
+        d.mkdir()
+        (d / f"{present}.pid").write_text("4242\nstarttime=7\n")
+        snippet = faults.PID_SNIPPET.replace("/run/tempo", str(d))
+        out = subprocess.run(["sh", "-c", snippet + 'echo "$pid"'], capture_output=True, text=True)
+        assert out.stdout.strip() == "4242"
+    empty = faults.PID_SNIPPET.replace("/run/tempo", str(tmp_path / "none"))
+    out = subprocess.run(["sh", "-c", empty + 'echo "[$pid]"'], capture_output=True, text=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_stop_and_cont():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 import yaml
@@ -10,7 +11,7 @@ import yaml
 from tempolab.errors import ConfigError
 from tempolab.runner.suite import builtin_suites, load_suite, parse_suite
 
-BUILTIN = ["accuracy", "drift-sweep", "leader-kill", "load", "loss", "partition-heal", "pause", "scale", "smoke", "stress"]
+BUILTIN = ["accuracy", "drift-sweep", "leader-kill", "load", "loss", "partition-heal", "pause", "protocols", "scale", "smoke", "stress"]
 
 
 def test_builtin_suites_present_and_valid():
@@ -115,7 +116,40 @@ def test_deploy_vars_are_role_variables():
     v = deploy_vars(load_suite("drift-sweep").at_point(4))
     assert v["tempod_drift_rate_range_ppm"] == [-100000.0, 100000.0]
     assert v["tempod_round_interval_s"] == 2.0 and v["tempod_drift_seed"] == 19
-    defaults = REPO / "roles" / "tempod" / "defaults" / "main.yml"
-    if defaults.exists():  # every var we pass must be a documented role variable
-        known = set(_yaml.safe_load(defaults.read_text()))
-        assert set(v) <= known, set(v) - known
+    # every var we pass must be a documented role variable (or the playbook's protocol)
+    known = {"tempo_protocol"}
+    for role in ("tempod", "chrony"):
+        known |= set(_yaml.safe_load((REPO / "roles" / role / "defaults" / "main.yml").read_text()))
+    assert set(v) <= known, set(v) - known
+    assert v["tempo_protocol"] == "berkeley" and v["tempod_state"] == "started"
+    ntp = deploy_vars(load_suite("drift-sweep").at_point(4), "ntp")
+    assert ntp["tempo_protocol"] == "ntp" and ntp["tempod_state"] == "stopped"
+    assert ntp["chrony_state"] == "started"
+
+
+def test_protocol_axis_runs_every_trial_once_per_protocol():
+    from tempolab.runner.suite import parse_suite
+
+    s = parse_suite({"protocol": ["berkeley", "ntp", "cristian"], "trials": 2,
+                     "sweep": [{"nodes": 3}, {"nodes": 5}]}, "p.yaml")
+    assert s.trials_per_protocol == 4 and s.n_trials == 12
+    assert [s.protocol_of(k) for k in range(12)] == ["berkeley"] * 4 + ["ntp"] * 4 + ["cristian"] * 4
+    # trial j of every protocol is the same sweep point (and fault draw)
+    assert [s.base_trial(k) for k in (1, 5, 9)] == [1, 1, 1]
+    assert [s.at_point(k).nodes for k in (0, 2, 4, 6, 8, 10)] == [3, 5, 3, 5, 3, 5]
+    assert parse_suite({"protocol": "ntp"}, "p.yaml").protocols == ("ntp",)
+    assert parse_suite({}, "p.yaml").protocols == ("berkeley",)
+
+
+@pytest.mark.parametrize("raw, msg", [
+    ("sntp", "protocol: expected one of berkeley, cristian, ntp"),
+    ([], "got []"),
+    (["ntp", "ntp"], "lists a protocol twice"),
+    ([3], "protocol[0]: expected a string"),
+])
+def test_protocol_axis_rejects_bad_values(raw, msg):
+    from tempolab.errors import ConfigError
+    from tempolab.runner.suite import parse_suite
+
+    with pytest.raises(ConfigError, match=re.escape(msg)):
+        parse_suite({"protocol": raw}, "p.yaml")

@@ -143,6 +143,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "cpu_report_interval_s": Key(float, 10.0, _gt(0), "Seconds between `cpu` and `counters` events."),
         "trace": Key(bool, False, None, "Start with message tracing on (a `trace` event per message in and out)."),
     },
+    "protocol": {
+        "mode": Key(str, "berkeley", _one_of("berkeley", "cristian"), "berkeley: Berkeley rounds and the Gusella-Zatti election; cristian: poll one time server (no election, docs/baselines.md)."),
+        "time_server": Key(str, "", None, "cristian: the node name of the time server (this node or a peer); it runs free on its hardware clock."),
+    },
     "process": {
         "realtime_priority": Key(int, 0, _between(0, 99), "0: normal scheduling. 1-99: run under SCHED_FIFO at this priority (as chronyd -P, ntpd -N), so a busy host cannot preempt the daemon between a timestamp and its sendto; needs root or CAP_SYS_NICE, else a warning and normal scheduling."),
     },
@@ -169,6 +173,8 @@ class DaemonConfig:
     runtime: RuntimeSettings
     source: Path | None       # the file it came from (None when built from a dict)
     values: dict[str, dict[str, Any]]  # the effective value of every key, by section
+    mode: str = "berkeley"             # [protocol]: which core runs (cristian.make_core)
+    time_server: str = ""
 
     @property
     def tsp_addr(self) -> tuple[str, int]:
@@ -247,7 +253,12 @@ def from_dict(data: dict[str, Any], base_dir: Path | None = None, source: Path |
         trace=values["log"]["trace"],
         realtime_priority=values["process"]["realtime_priority"],
     )
-    return DaemonConfig(node=node, runtime=runtime, source=source, values=values)
+    proto = values["protocol"]
+    if proto["mode"] == "cristian" and proto["time_server"] not in (node.name, *node.peer_names):
+        raise ConfigError("protocol.time_server", f"mode cristian needs the time server's name, this node "
+                          f"or one of [peers].hosts, got {proto['time_server']!r}")
+    return DaemonConfig(node=node, runtime=runtime, source=source, values=values,
+                        mode=proto["mode"], time_server=proto["time_server"])
 
 
 def _abs(base: Path, value: str) -> Path:

@@ -58,7 +58,7 @@ from .actions import Action, Broadcast, Log, Reply, Send
 from .channel import Channel, classify
 from .config import DaemonConfig, summary
 from .eventlog import EventLog
-from .node import Node
+from .cristian import make_core
 from .wire import LocalProtocolError, Message, MsgType, RemoteProtocolError
 
 NS = 1_000_000_000
@@ -259,7 +259,8 @@ class Runtime:
         self.channel = channel
         self.log = log
         self.backend = backend
-        self.node = Node(cfg.node, clock, rng or random.Random(), read_hw())
+        # the protocol core by [protocol] mode: node.Node or cristian.CristianNode
+        self.node = make_core(cfg.node, clock, rng or random.Random(), read_hw(), cfg.mode, cfg.time_server)
         self.node.trace = cfg.runtime.trace
         self._peer_addr = {p.name: (p.address, cfg.node.tsp_port) for p in cfg.node.peers}
         self._peer_names = tuple(p.name for p in cfg.node.peers)

@@ -18,6 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "everything under results/<YYYYmmdd-HHMMSS>-<suite>/.",
         epilog="examples:\n  tempo run smoke\n  tempo run leader-kill --quiet\n"
                "  tempo run --resume results/20261123-101500-leader-kill\n"
+               "  tempo run protocols --protocol berkeley,cristian,ntp\n"
                "  tempo run --cleanup --lab trun",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -37,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "SIGCONT stopped daemons, start dead ones) and exit")
     p.add_argument("--trials", type=int, metavar="N", help="override the suite's trial count")
     p.add_argument("--seed", type=int, metavar="K", help="override the suite's seed (fault times, drift draws)")
+    p.add_argument("--protocol", metavar="P[,P...]",
+                   help="override the suite's protocol axis: berkeley, cristian, ntp or a "
+                        "comma-separated list run in turn (same nodes, drift, fault draws)")
     p.add_argument("--no-deploy", dest="deploy", action="store_false",
                    help="use the daemons already deployed (restart them instead of ansible)")
     p.set_defaults(func=run)
@@ -47,7 +51,7 @@ def _sigterm(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _override(suite, raw: dict, **over: int | None) -> tuple:
+def _override(suite, raw: dict, **over: object) -> tuple:
     """The suite with fields replaced; re-validated, and the manifest keeps the result."""
     from .runner.suite import parse_suite
 
@@ -87,8 +91,12 @@ def run(args: argparse.Namespace) -> int:
                 opts.inventory = Path(m["inventory"])
     elif args.suite:
         suite, raw = load_suite_raw(args.suite)
-        if args.trials is not None or args.seed is not None:
-            suite, raw = _override(suite, raw, trials=args.trials, seed=args.seed)
+        protocol = None
+        if args.protocol is not None:
+            protocol = [p.strip() for p in args.protocol.split(",") if p.strip()]
+        if args.trials is not None or args.seed is not None or protocol is not None:
+            suite, raw = _override(suite, raw, trials=args.trials, seed=args.seed,
+                                   protocol=protocol)
     else:
         raise ConfigError("give a SUITE, --resume RUN_DIR or --cleanup")
     old = signal.signal(signal.SIGTERM, _sigterm)

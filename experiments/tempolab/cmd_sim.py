@@ -36,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--faults", default="", help="comma list: kill-master,pause-master,partition,loss")
     p.add_argument("--ineligible", default="", help="comma list of node names with master_eligible=false")
     p.add_argument("--wire", action="store_true", help="round-trip every message through wire.encode/decode")
+    p.add_argument("--protocol", choices=("berkeley", "cristian"), default="berkeley",
+                   help="the core every node runs: berkeley (default) or cristian (n1 is the time server)")
     p.add_argument("--json", action="store_true", help="print the full JSON summary")
     p.set_defaults(func=run)
 
@@ -53,7 +55,7 @@ def build_config(args: argparse.Namespace):
                          wander_ppm_per_sqrt_s=args.wander, loss=args.loss,
                          delay_ms=args.delay_ms, jitter_ms=args.jitter_ms,
                          round_interval_s=args.round_interval, faults=_split(args.faults),
-                         ineligible=_split(args.ineligible), wire=args.wire)
+                         ineligible=_split(args.ineligible), wire=args.wire, protocol=args.protocol)
     except ValueError as exc:
         raise ConfigError(str(exc), source="tempo sim") from None
 
@@ -65,7 +67,7 @@ def _fmt(v: object, scale: float = 1e6, unit: str = "us") -> str:
 def render(result: dict) -> str:
     """The human-readable summary of a ``tempod.sim.run`` result."""
     c, f = result["config"], result["figures"]
-    lines = [f"tempo sim: {c['nodes']} nodes, {c['duration_s']:g} s, seed {c['seed']}, "
+    lines = [f"tempo sim: {c.get('protocol', 'berkeley')}, {c['nodes']} nodes, {c['duration_s']:g} s, seed {c['seed']}, "
              f"drift +-{c['drift_ppm']:g} ppm, faults: {','.join(c['faults']) or 'none'}"]
     for name, inv in result["invariants"].items():
         v = inv["first_violation"]

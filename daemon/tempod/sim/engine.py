@@ -38,9 +38,10 @@ from dataclasses import dataclass, field
 from .. import wire
 from ..actions import Broadcast, Log, Reply, Send
 from ..clocks import SimClock
+from ..cristian import make_core
 from ..discipline import SoftwareClock
 from ..election import State
-from ..node import Node
+from ..node import Node  # the type of SimNode.node (or a cristian.CristianNode)
 from ..nodeconfig import NodeConfig
 from .scenario import SimConfig
 
@@ -333,7 +334,8 @@ class Simulation:
         sn.last_clk = -math.inf
         sn.timer_t = None
         sn.backlog = []
-        sn.node = Node(sn.cfg, sn.sw, sn.rng, sn.hw.read(self.t))
+        # the protocol's core (SimConfig.protocol); Cristian's time server is the first node
+        sn.node = make_core(sn.cfg, sn.sw, sn.rng, sn.hw.read(self.t), self.sc.protocol, self.cfgs[0].name)
         self._reschedule(sn)
 
     def _fault(self, kind: str, arg: object) -> None:
@@ -401,6 +403,8 @@ class Simulation:
         if self.t - self.last_change < self.settle_s:
             return
         self.checks["one_master"] += 1
+        if self.sc.protocol == "cristian" and self.sc.sample_skew:
+            self._sample_cristian()
         comps: dict[int, list[SimNode]] = {}
         for sn in self.nodes:
             if sn.alive and not sn.paused:
@@ -410,8 +414,20 @@ class Simulation:
             eligible = any(sn.cfg.master_eligible for sn in members)
             if len(leaders) > 1:
                 self._violate("one_master", f"component {c}: masters {leaders}")
-            elif eligible and not leaders:
+            elif eligible and not leaders and self.sc.protocol == "berkeley":
+                # Cristian has no election: a dead time server leaves no master, by design
                 self._violate("one_master", f"component {c}: no master (stuck)")
+
+    def _sample_cristian(self) -> None:
+        """Cristian has no rounds: the skew of the live nodes that have been corrected at
+        least once (and the server) at every check, as between-rounds skew.  Clients of a
+        dead server count: drifting apart is what the protocol does then."""
+        clks = []
+        for sn in self.nodes:
+            if sn.alive and not sn.paused and sn.node.clock_synced:
+                clks.append(sn.sw.corrected(sn.hw.read(self.t)))
+        if len(clks) >= 2:
+            self.between_skews.append(max(clks) - min(clks))
 
     def _sample(self, payload: tuple) -> None:
         phase, master, members, bound_sum, measured_t, converged, round_t = payload
@@ -569,7 +585,8 @@ class Simulation:
             "config": {"nodes": sc.nodes, "duration_s": sc.duration_s, "seed": sc.seed,
                        "drift_ppm": sc.drift_ppm, "loss": sc.loss, "delay_ms": sc.delay_ms,
                        "jitter_ms": sc.jitter_ms, "round_interval_s": sc.round_interval_s,
-                       "faults": list(sc.faults), "wire": sc.wire, "settle_s": self.settle_s},
+                       "faults": list(sc.faults), "wire": sc.wire, "settle_s": self.settle_s,
+                       "protocol": sc.protocol},
             "ok": all(v is None for v in self.violations.values()),
             "invariants": invariants,
             "figures": {

@@ -40,6 +40,8 @@ class SimConfig:
     residual_ppm: float = 50.0        # stated allowance for residual relative frequency error
     freq_max_ppm: float | None = None  # None: max(150000, 2.5 x drift_ppm), at most 400000 (see below)
     extra: dict = field(default_factory=dict)   # NodeConfig overrides (any [timers]/[sync]/[clock] key)
+    # berkeley: node.Node; cristian: cristian.CristianNode, the first node the time server
+    protocol: str = "berkeley"
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
@@ -52,6 +54,8 @@ class SimConfig:
             raise ValueError("delay_ms and jitter_ms must be >= 0")
         if not 0 <= self.drift_ppm < 500_000:
             raise ValueError(f"drift_ppm must be in [0, 500000), got {self.drift_ppm}")
+        if self.protocol not in ("berkeley", "cristian"):
+            raise ValueError(f"unknown protocol {self.protocol!r}; choose berkeley or cristian")
         for f in self.faults:
             if f not in FAULT_KINDS:
                 raise ValueError(f"unknown fault {f!r}; choose from {', '.join(FAULT_KINDS)}")

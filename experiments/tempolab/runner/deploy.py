@@ -28,13 +28,15 @@ class DeployFailed(TempoError):
         super().__init__(f"ansible-playbook {playbook} failed (exit {rc}); log: {log}\n{tail}")
 
 
-def deploy_vars(suite: Suite) -> dict[str, Any]:
+def deploy_vars(suite: Suite, protocol: str = "berkeley") -> dict[str, Any]:
     """Extra vars for playbooks/deploy.yml from a suite (at one sweep point).
 
     Timers become ``tempod_<key>`` (e.g. ``tempod_round_interval_s``); drift becomes
     ``tempod_drift_seed`` / ``tempod_drift_distribution`` and the symmetric ranges
     ``tempod_drift_rate_range_ppm`` / ``tempod_drift_offset_range_s`` ([-max, max]),
-    the tempod role's variables (roles/tempod/defaults/main.yml).
+    the tempod role's variables (roles/tempod/defaults/main.yml).  ``protocol`` becomes
+    ``tempo_protocol``: for ntp tempod is deployed stopped and chronyd started
+    (roles/chrony), otherwise the other way round; the drift profile is the same.
     """
     out: dict[str, Any] = {f"tempod_{k}": v for k, v in suite.daemon.items()}
     d = suite.drift
@@ -43,7 +45,9 @@ def deploy_vars(suite: Suite) -> dict[str, Any]:
         tempod_drift_distribution=d.distribution,
         tempod_drift_rate_range_ppm=[-d.max_ppm, d.max_ppm],
         tempod_drift_offset_range_s=[-d.max_offset_s, d.max_offset_s],
-        tempod_state="started",
+        tempod_state="stopped" if protocol == "ntp" else "started",
+        chrony_state="started",
+        tempo_protocol=protocol,
     )
     return out
 

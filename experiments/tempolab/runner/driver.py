@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import EnvironmentProblem, HostUnreachable, TempoError
-from . import deploy, facts, faults
+from . import deploy, facts, faults, protocols
 from .cpu import CpuSampler
 from .faults import Fault, NodeRef
 from .hosts import REPO, Host, lab_inventory_path, load_hosts
@@ -220,6 +220,7 @@ class Runner:
         self._inventory: Path | None = None
         self._lab = None
         self.interrupted = False
+        self._protocol = suite.protocols[0]
 
     # ------------------------------------------------------------ infrastructure
     @property
@@ -285,15 +286,15 @@ class Runner:
         assert self.rf is not None
         self.rf.append("runner", {"t_ref": time.time(), "phase": phase, **kw})
 
-    def _deploy(self, point: Suite, trial: int) -> None:
+    def _deploy(self, point: Suite, trial: int, protocol: str = "berkeley") -> None:
         key = {"nodes": point.nodes, "drift": dataclasses.asdict(point.drift),
-               "daemon": point.daemon}
+               "daemon": point.daemon, "protocol": protocol}
         if key == self._deployed_point and not self.suite.redeploy_each_trial:
             return
         assert self.rf is not None and self._inventory is not None
         self._pause_sampling(True)
         try:
-            self._deploy_now(point, trial)
+            self._deploy_now(point, trial, protocol)
         finally:
             self._pause_sampling(False)
         self._deployed_point = key
@@ -307,17 +308,21 @@ class Runner:
         if self.cpu is not None:
             self.cpu.paused.set() if on else self.cpu.paused.clear()
 
-    def _deploy_now(self, point: Suite, trial: int) -> None:
+    def _deploy_now(self, point: Suite, trial: int, protocol: str = "berkeley") -> None:
         assert self.rf is not None and self._inventory is not None
         if self.opts.deploy:
-            self.progress.set(phase="deploying (ansible-playbook)")
-            self._event("deploy_start", trial=trial, vars=deploy.deploy_vars(point))
-            took = deploy.run_playbook("deploy", self._inventory, deploy.deploy_vars(point),
-                                       self.rf.path / "ansible")
+            self.progress.set(phase=f"deploying {protocol} (ansible-playbook)")
+            dvars = deploy.deploy_vars(point, protocol)
+            self._event("deploy_start", trial=trial, protocol=protocol, vars=dvars)
+            took = deploy.run_playbook("deploy", self._inventory, dvars, self.rf.path / "ansible")
             self._event("deploy_end", trial=trial, seconds=took)
-            self.progress.log(f"deployed in {took:.1f} s")
+            self.progress.log(f"deployed {protocol} in {took:.1f} s")
         else:
-            self.restart_all()
+            if len(self.suite.protocols) > 1:
+                raise EnvironmentProblem("--no-deploy cannot switch protocols (berkeley/cristian "
+                                         "differ in tempod's config, ntp runs chronyd): deploy, or "
+                                         "run one protocol")
+            self.restart_all(protocol)
 
     def _fetch_profiles(self) -> None:
         assert self.rf is not None and self.pool is not None
@@ -335,10 +340,11 @@ class Runner:
         m.setdefault("nodes", {}).update(nodes)
         self.rf.write_manifest(m)
 
-    def restart_all(self) -> None:
+    def restart_all(self, protocol: str | None = None) -> None:
         assert self.pool is not None
         self.progress.set(phase="restarting daemons")
-        cmds = {h.name: faults.service_cmd("restart") for h in self.hosts}
+        daemon = protocols.daemon_of(protocol or self._protocol)
+        cmds = {h.name: faults.service_cmd("restart", daemon) for h in self.hosts}
         res = self.pool.run_many(cmds, timeout_s=60)
         bad = {n: (r.stderr.strip() or r.stdout.strip())[-200:] for n, r in res.items() if r.rc}
         self._event("restart_all", errors=bad or None)
@@ -353,15 +359,32 @@ class Runner:
         return {n: (r.stdout + r.stderr).strip() or "clean" for n, r in res.items()}
 
     def collect(self) -> None:
-        """Every node's event log -> nodes/<name>/events.jsonl (SFTP)."""
+        """Every node's event log -> nodes/<name>/events.jsonl (SFTP); with protocol ntp
+        in the suite, chronyd's own logs too (nodes/<name>/chrony/)."""
         assert self.rf is not None and self.pool is not None
         for h in self.hosts:
             try:
                 ok = self.pool.get(h.name, EVENT_LOG, self.rf.node_dir(h.name) / "events.jsonl")
                 if not ok:
                     self._event("collect_missing", node=h.name, path=EVENT_LOG)
+                if "ntp" in self.suite.protocols:
+                    for name in protocols.CHRONY_LOGS:
+                        self.pool.get(h.name, f"{protocols.CHRONY_LOG_DIR}/{name}",
+                                      self.rf.node_dir(h.name) / "chrony" / name)
             except HostUnreachable as exc:
                 self._event("collect_failed", node=h.name, error=str(exc))
+
+    def _chrony_view(self, k: int) -> None:
+        """chronyd's own view at the end of trial ``k`` -> nodes/<name>/chronyc-trial<k>.txt."""
+        assert self.rf is not None and self.pool is not None
+        try:
+            res = self.pool.run_many({h.name: protocols.chronyc_view_cmd() for h in self.hosts},
+                                     timeout_s=30)
+        except HostUnreachable as exc:
+            self._event("chronyc_failed", trial=k, error=str(exc))
+            return
+        for n, r in res.items():
+            (self.rf.node_dir(n) / f"chronyc-trial{k}.txt").write_text(r.stdout)
 
     # ------------------------------------------------------------ observation
     def wait_healthy(self, timeout_s: float, stable_s: float) -> tuple[bool, str | None, str]:
@@ -425,17 +448,19 @@ class Runner:
     def run_trial(self, k: int) -> dict:
         assert self.rf is not None and self.observer is not None and self.pool is not None
         point = self.suite.at_point(k - 1)
-        self.progress.set(trial=k, phase="preparing")
+        protocol = self._protocol = self.suite.protocol_of(k - 1)
+        base = self.suite.base_trial(k - 1) + 1  # the same fault draw under every protocol
+        self.progress.set(trial=k, phase=f"preparing {protocol}")
         self.observer.set_trial(k)
         if self.cpu is not None:
             self.cpu.trial = k
         self._ensure_hosts(point)
-        self._deploy(point, k)
+        self._deploy(point, k, protocol)
         self._pause_sampling(False)
         self.observer.set_trial(k)
         if self.cpu is not None:
             self.cpu.trial = k
-        self._event("trial_start", trial=k, point=self.suite.point(k - 1))
+        self._event("trial_start", trial=k, point=self.suite.point(k - 1), protocol=protocol)
         self.progress.set(phase="waiting for one master, all following")
         stable = max(1.0, float(point.daemon["round_interval_s"]))
         ok, master, why = self.wait_healthy(self.suite.healthy_timeout_s, stable)
@@ -444,7 +469,8 @@ class Runner:
             self.restart_all()
             ok, master, why = self.wait_healthy(self.suite.healthy_timeout_s, stable)
         t_start = time.time()
-        rec: dict[str, Any] = {"trial": k, "t_start": t_start, "point": self.suite.point(k - 1),
+        rec: dict[str, Any] = {"trial": k, "protocol": protocol, "base_trial": base,
+                               "t_start": t_start, "point": self.suite.point(k - 1),
                                "nodes": [h.name for h in self.hosts], "master_before": master,
                                "max_drift_ppm": point.drift.max_ppm,
                                "round_interval_s": point.daemon["round_interval_s"]}
@@ -459,11 +485,12 @@ class Runner:
         latest = self.observer.latest()
         _, master_now, _ = facts.health(latest, [h.name for h in self.hosts])
         master = master_now or master
-        rng = random.Random(f"{self.suite.seed}:{k}")
+        rng = random.Random(f"{self.suite.seed}:{base}")
         resolved: list[Fault] = []
         sides = None
         for spec in point.faults:
-            f = faults.resolve(spec, self.noderefs, master, rng, sides)
+            f = faults.resolve(spec, self.noderefs, master, rng, sides,
+                               daemon=protocols.daemon_of(protocol))
             sides = f.sides or sides
             resolved.append(f)
         timeline: list[tuple[float, int, str, int]] = []
@@ -500,12 +527,14 @@ class Runner:
                         ended[i] = r
             leftovers = list(fs.leftovers)
         t_end = time.time()
+        if protocol == "ntp":
+            self._chrony_view(k)
         rec.update(t_end=t_end, faults=[{"kind": f.kind, "at_s": f.at_s,
                                          "duration_s": f.duration_s, "targets": f.targets}
                                         for f in resolved])
         if leftovers:
             rec["leftovers"] = leftovers
-        rec.update(self._trial_facts(k, point, resolved, applied, ended, t0, t_end))
+        rec.update(self._trial_facts(k, point, resolved, applied, ended, t0, t_end, protocol))
         errors = [a.get("error") for a in applied.values() if a.get("error")]
         if errors:
             # the real cause: what follows from a fault that did not happen is noise
@@ -520,7 +549,8 @@ class Runner:
         return rec
 
     def _trial_facts(self, k: int, point: Suite, resolved: list[Fault], applied: dict,
-                     ended: dict, t0: float, t_end: float) -> dict[str, Any]:
+                     ended: dict, t0: float, t_end: float,
+                     protocol: str = "berkeley") -> dict[str, Any]:
         assert self.observer is not None
         samples = self.observer.samples(since=t0 - 1.0, until=t_end)
         names = [h.name for h in self.hosts]
@@ -537,7 +567,12 @@ class Runner:
                 end = ended.get(first, {}).get("t_ref", t_end)
                 events = self._node_events()
                 victim = f.targets[0]
-                if f.kind == "kill":
+                if not protocols.has_election(protocol):
+                    # no election: no failover to time, the server is simply gone
+                    out.update(protocols.server_loss(samples, start, victim, names,
+                                                     ended.get(first, {}).get("t_ref"),
+                                                     until=t_end))
+                elif f.kind == "kill":
                     out.update(facts.failover(samples, start, victim, names, events,
                                               until=end))
                     out["restart_t"] = ended.get(first, {}).get("t_ref")

@@ -37,19 +37,34 @@ PROFILE = "/etc/tempo/drift.toml"
 SERVICE_TOOL = "/opt/tempo/venv/bin/tempod-service"
 STDOUT = "/var/log/tempo/tempod.out"
 
+# stock chronyd (protocol ntp, roles/chrony): the same service tool, its own files
+CHRONY_PIDFILE = "/run/tempo/chronyd.pid"
+CHRONY_CONFIG = "/etc/tempo/chrony.conf"
+CHRONY_LAUNCHER = "/opt/tempo/chrony/bin/chronyd-tempo"
+CHRONY_STDOUT = "/var/log/tempo/chronyd.out"
+DAEMONS = ("tempod", "chronyd")
+
 # the daemon's pid: first line of the pidfile tempod-service writes ("<pid>\nstarttime=N");
-# empty when there is none
-PID_SNIPPET = f"pid=$(head -n 1 {PIDFILE} 2>/dev/null); "
+# empty when there is none.  Only one of tempod and chronyd runs at a time (they share
+# the NTP port; a stopped one has no pidfile), so the first pidfile found names it.
+PID_SNIPPET = (f"pid=$(head -q -n 1 {PIDFILE} {CHRONY_PIDFILE} 2>/dev/null | head -n 1); ")
 _PID = PID_SNIPPET
 
 
-def service_cmd(action: str) -> str:
-    """Start/stop/restart the daemon with systemd when the unit exists, else tempod-service.
+def service_cmd(action: str, daemon: str = "tempod") -> str:
+    """Start/stop/restart ``daemon`` (tempod with systemd when the unit exists, else
+    tempod-service; chronyd always through tempod-service, roles/chrony).
 
     ``start`` is a no-op on a running daemon for both, which makes it a safe revert.
     """
     if action not in ("start", "stop", "restart", "status"):
         raise ValueError(f"unknown service action {action!r}")
+    if daemon not in DAEMONS:
+        raise ValueError(f"unknown daemon {daemon!r}")
+    if daemon == "chronyd":
+        # the same argv as the chrony role's _chrony_service_argv (roles/chrony/vars/main.yml)
+        return (f"{SERVICE_TOOL} --daemon-cmd '/bin/sh {CHRONY_LAUNCHER}' --config {CHRONY_CONFIG} "
+                f"--profile {PROFILE} --pidfile {CHRONY_PIDFILE} --stdout {CHRONY_STDOUT} {action}")
     # the same argv as the tempod role's _tempod_service_argv (roles/tempod/vars/main.yml)
     tool = (f"{SERVICE_TOOL} --config {CONFIG} --profile {PROFILE} --pidfile {PIDFILE} "
             f"--stdout {STDOUT} {action}")
@@ -175,8 +190,11 @@ def resolve_targets(selector: str | tuple[str, ...], nodes: list[NodeRef],
 
 
 def resolve(spec: FaultSpec, nodes: list[NodeRef], master: str | None, rng: random.Random,
-            sides: tuple[list[str], list[str]] | None = None) -> Fault:
-    """Turn a suite's FaultSpec into a concrete Fault (time drawn from ``rng``)."""
+            sides: tuple[list[str], list[str]] | None = None, daemon: str = "tempod") -> Fault:
+    """Turn a suite's FaultSpec into a concrete Fault (time drawn from ``rng``).
+
+    ``daemon``: the time daemon the trial runs (tempod, or chronyd for protocol ntp),
+    which kill/stop/restart act on and a kill's revert starts again."""
     at_s = spec.draw_at(rng)
     addr = {n.name: n.address for n in nodes}
     kind = spec.kind
@@ -194,17 +212,17 @@ def resolve(spec: FaultSpec, nodes: list[NodeRef], master: str | None, rng: rand
     targets = resolve_targets(spec.targets, nodes, master, rng, sides)
     if kind == "kill":
         apply_ = {t: signal_cmd("9") for t in targets}
-        revert = {t: service_cmd("start") for t in targets}
+        revert = {t: service_cmd("start", daemon) for t in targets}
         return Fault(kind, at_s, spec.duration_s, targets, apply_, revert,
-                     detail="SIGKILL tempod", revert_detail="restart: service start")
+                     detail=f"SIGKILL {daemon}", revert_detail="restart: service start")
     if kind == "stop":
         apply_ = {t: signal_cmd("STOP") for t in targets}
         revert = {t: cont_cmd() for t in targets}
         return Fault(kind, at_s, spec.duration_s, targets, apply_, revert,
-                     detail="SIGSTOP tempod", revert_detail="SIGCONT tempod")
+                     detail=f"SIGSTOP {daemon}", revert_detail=f"SIGCONT {daemon}")
     if kind == "restart":
-        apply_ = {t: service_cmd("restart") for t in targets}
-        revert = {t: service_cmd("start") for t in targets}
+        apply_ = {t: service_cmd("restart", daemon) for t in targets}
+        revert = {t: service_cmd("start", daemon) for t in targets}
         return Fault(kind, at_s, spec.duration_s, targets, apply_, revert,
                      detail="service restart", revert_detail="service start (no-op if running)")
     if kind == "loss":

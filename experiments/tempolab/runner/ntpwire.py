@@ -92,8 +92,27 @@ def decode_state(stratum: int, leap: int, refid: bytes) -> tuple[str, str | None
     try:
         state, master = tempod_ntp.decode_state(stratum, refid)
     except tempod_ntp.NtpError:
-        return "UNKNOWN", None
+        return _decode_standard(stratum, leap, refid)
     return state, ("self" if state == "LEADER" else master)
+
+
+# chronyd's refid for its `local` reference (127.127.1.1, the old LOCAL(1) driver)
+LOCAL_REFID = bytes((127, 127, 1, 1))
+
+
+def _decode_standard(stratum: int, leap: int, refid: bytes) -> tuple[str, str | None]:
+    """A standard NTP server (stock chronyd, protocol ntp) in the same terms.
+
+    A primary on its own clock (``local stratum N``: refid 127.127.1.1) is the group's
+    LEADER, as a Berkeley master or a Cristian time server is; a server synchronized to
+    an upstream says which one in its refid, which for the stratum 2 that tempod's
+    encoding uses is already a FOLLOWER above.  Leap 3 or stratum 0/16 is unsynchronized.
+    """
+    if leap == 3 or stratum in (0, 16):
+        return "UNSYNCED", None
+    if refid == LOCAL_REFID:
+        return "LEADER", "self"
+    return "UNKNOWN", None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,12 @@ I/O is reading the YAML file.
 
 A suite may have a ``sweep``: a list of override mappings (keys ``nodes``,
 ``drift.max_ppm``, ``drift.distribution``, ``daemon.<timer>``); each sweep point runs
-``trials`` trials, so a suite has ``len(sweep or [{}]) * trials`` trials in all.
+``trials`` trials, so a suite has ``len(sweep or [{}]) * trials`` trials per protocol.
+
+``protocol`` (``berkeley``, ``cristian``, ``ntp`` or a list of them) runs the whole set
+of trials once per protocol, in the order given, on the same nodes and drift profiles
+and with the same fault times (trial ``j`` of every protocol draws them from the same
+seed): ``len(protocols) * len(sweep or [{}]) * trials`` trials in all.
 """
 
 from __future__ import annotations
@@ -60,6 +65,9 @@ DAEMON_DEFAULTS: dict[str, Any] = {
               "election_timeout_min_s", "election_timeout_max_s", "ntp_port", "tsp_port")
 }
 REQUIREMENTS = ("netem", "lab")
+# berkeley: tempod's Berkeley + election; cristian: tempod polling one time server;
+# ntp: stock chronyd (roles/chrony).  See docs/baselines.md.
+PROTOCOLS = ("berkeley", "cristian", "ntp")
 
 
 @dataclass(frozen=True)
@@ -123,10 +131,24 @@ class Suite:
     requires: tuple[str, ...] = ()
     sweep: tuple[dict[str, Any], ...] = ()
     redeploy_each_trial: bool = False
+    protocols: tuple[str, ...] = ("berkeley",)
+
+    @property
+    def trials_per_protocol(self) -> int:
+        return max(1, len(self.sweep)) * self.trials
 
     @property
     def n_trials(self) -> int:
-        return max(1, len(self.sweep)) * self.trials
+        return len(self.protocols) * self.trials_per_protocol
+
+    def protocol_of(self, trial: int) -> str:
+        """The protocol of ``trial`` (0-based): each protocol runs all its trials in turn."""
+        return self.protocols[trial // self.trials_per_protocol]
+
+    def base_trial(self, trial: int) -> int:
+        """``trial`` (0-based) within its protocol: the same number for the same sweep point
+        and fault draw under every protocol."""
+        return trial % self.trials_per_protocol
 
     def settle_time_s(self) -> float:
         """Time after the last fault within which one master must be settled (s).
@@ -144,7 +166,7 @@ class Suite:
         """The sweep overrides in force for ``trial`` (0-based)."""
         if not self.sweep:
             return {}
-        return dict(self.sweep[trial // self.trials])
+        return dict(self.sweep[self.base_trial(trial) // self.trials])
 
     def at_point(self, trial: int) -> "Suite":
         """This suite with the sweep point of ``trial`` applied (sweep removed)."""
@@ -231,7 +253,7 @@ _TOP = ("name", "description", "seed", "inventory", "lab", "nodes", "drift", "da
         "warm_up_s", "trials", "trial_duration_s", "settle_s", "healthy_timeout_s",
         "observer_hz", "observer_timeout_s", "observer_retries", "observer_retry_bound_s",
         "observer_retry_factor", "observer_realtime_priority", "cpu_interval_s", "faults", "requires",
-        "sweep", "redeploy_each_trial")
+        "sweep", "redeploy_each_trial", "protocol")
 _FAULT = ("kind", "at_s", "duration_s", "targets", "percent", "delay_ms", "jitter_ms",
           "side_a")
 
@@ -342,6 +364,18 @@ def _fault(c: _Checker, raw: Any, path: str) -> FaultSpec:
                      side_a=side_a)
 
 
+def parse_protocols(c: _Checker, raw: Any, path: str) -> tuple[str, ...]:
+    """``berkeley`` or a non-empty list of distinct PROTOCOLS."""
+    items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        raise c.fail(path, f"expected one of {', '.join(PROTOCOLS)} or a list of them, got []")
+    out = tuple(c.string(v, f"{path}[{i}]" if isinstance(raw, list) else path, choices=PROTOCOLS)
+                for i, v in enumerate(items))
+    if len(set(out)) != len(out):
+        raise c.fail(path, f"lists a protocol twice: {list(out)}")
+    return out
+
+
 def parse_suite(data: Any, source: str) -> Suite:
     """Validate plain YAML data; ``source`` (the file name) prefixes every error."""
     c = _Checker(source)
@@ -397,6 +431,8 @@ def parse_suite(data: Any, source: str) -> Suite:
         if not isinstance(data["redeploy_each_trial"], bool):
             raise c.fail("redeploy_each_trial", f"expected true/false, got {data['redeploy_each_trial']!r}")
         kw["redeploy_each_trial"] = data["redeploy_each_trial"]
+    if "protocol" in data:
+        kw["protocols"] = parse_protocols(c, data["protocol"], "protocol")
     faults = data.get("faults", [])
     if not isinstance(faults, list):
         raise c.fail("faults", f"expected a list, got {faults!r}")
