@@ -46,7 +46,8 @@ def deploy_vars(suite: Suite, protocol: str = "berkeley") -> dict[str, Any]:
         tempod_drift_rate_range_ppm=[-d.max_ppm, d.max_ppm],
         tempod_drift_offset_range_s=[-d.max_offset_s, d.max_offset_s],
         tempod_state="stopped" if protocol == "ntp" else "started",
-        chrony_state="started",
+        # chrony_state is left to the playbook: as an extra var it would also override
+        # the pre-task that stops chronyd before tempod needs the NTP port
         tempo_protocol=protocol,
     )
     return out

@@ -569,9 +569,10 @@ class Runner:
                 victim = f.targets[0]
                 if not protocols.has_election(protocol):
                     # no election: no failover to time, the server is simply gone
+                    back = ended.get(first, {})
                     out.update(protocols.server_loss(samples, start, victim, names,
-                                                     ended.get(first, {}).get("t_ref"),
-                                                     until=t_end))
+                                                     back.get("t_ref"), until=t_end,
+                                                     down_until=back.get("t_sent")))
                 elif f.kind == "kill":
                     out.update(facts.failover(samples, start, victim, names, events,
                                               until=end))

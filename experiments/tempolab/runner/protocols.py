@@ -53,7 +53,8 @@ def chronyc_view_cmd() -> str:
 
 
 def server_loss(samples: list[Sample], kill_t: float, killed: str, nodes: list[str],
-                restart_t: float | None, until: float | None = None) -> dict[str, Any]:
+                restart_t: float | None, until: float | None = None,
+                down_until: float | None = None) -> dict[str, Any]:
     """Facts of a kill (or pause) of the time server of a protocol without an election.
 
     Nothing is elected, so there is no failover to time: the trial is ``ok`` when no
@@ -62,9 +63,12 @@ def server_loss(samples: list[Sample], kill_t: float, killed: str, nodes: list[s
     came back (``restart_t``; None while it stays down). ``holdover_max_skew_s`` is the
     largest skew among the survivors while the server was gone: Cristian's clients drift
     apart at their relative rates, NTP's hold over on their learned frequency.
+    ``down_until``: when the restart was sent (the server may answer before the
+    restart's own time stamp, ``restart_t``); default ``restart_t``, else ``until``.
     """
     others = [n for n in nodes if n != killed]
-    down_until = restart_t if restart_t is not None else until
+    if down_until is None:
+        down_until = restart_t if restart_t is not None else until
     during = [s for s in samples if s["t_ref"] > kill_t
               and (down_until is None or s["t_ref"] <= down_until)]
     usurpers = sorted({s["node"] for s in during if s["node"] in others

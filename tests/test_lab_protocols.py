@@ -1,0 +1,179 @@
+"""The three protocols for real: stock chronyd's timestamp shim, and a short ``protocols``
+suite (Berkeley, Cristian, NTP in turn on lab ``proto``, 10.86.0.0/24) through the runner,
+then ``tempo compare --by-protocol`` over its run folder.
+
+The shim test runs the Debian chronyd the chrony role unpacks (build/chrony, downloaded
+with ``apt-get download`` when missing) as a ``local stratum 1`` server on a faked clock
+0.3 s ahead, in a scratch network namespace, and reads it over NTP as the observer does:
+with the role's shim it must read 0.3 s; without it, chronyd answers with the kernel's
+(real) receive stamp and its own (faked) transmit stamp, and reads about 0.15 s -- the
+control case, so this test would fail if the shim stopped working.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tempolab.runner import ntpwire
+
+pytestmark = pytest.mark.lab
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE = REPO / "build" / "chrony"
+LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+LAB, SUBNET = "proto", "10.86.0.0/24"
+
+
+def _chronyd() -> Path:
+    """The role's unpacked chronyd, fetched the way the role does when missing."""
+    binary = CACHE / "root" / "usr" / "sbin" / "chronyd"
+    if not binary.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        if not list(CACHE.glob("chrony_*.deb")):
+            subprocess.run(["apt-get", "download", "chrony"], cwd=CACHE, check=True, capture_output=True)
+        deb = sorted(CACHE.glob("chrony_*.deb"))[0]
+        shutil.rmtree(CACHE / "root.tmp", ignore_errors=True)
+        subprocess.run(["dpkg", "-x", str(deb), str(CACHE / "root.tmp")], check=True)
+        (CACHE / "root.tmp").rename(CACHE / "root")
+    return binary
+
+
+def _read_offset(ns: str, port: int) -> float:
+    """Offset of the server in ``ns`` (127.0.0.1:port) as the observer computes it."""
+    code = (
+        "import socket, sys, time\n"
+        "from tempolab.runner import ntpwire\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1.0)\n"
+        "best = None\n"
+        "for i in range(8):\n"
+        "    req, key = ntpwire.build_request(i + 1)\n"
+        "    t1 = time.time(); s.sendto(req, ('127.0.0.1', %d)); data = s.recv(512); t4 = time.time()\n"
+        "    r = ntpwire.parse_reply(data); m = ntpwire.measure(t1, r.t2_s, r.t3_s, t4)\n"
+        "    best = m if best is None or m.rtt_s < best.rtt_s else best\n"
+        "    time.sleep(0.05)\n"
+        "print(best.offset_s)\n" % port)
+    out = subprocess.run(["ip", "netns", "exec", ns, str(REPO / ".venv" / "bin" / "python"), "-c", code],
+                         capture_output=True, text=True, timeout=30, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    return float(out.stdout.strip())
+
+
+def test_chronyd_under_libfaketime_needs_the_timestamp_shim(tmp_path):
+    chronyd = _chronyd()
+    shim = tmp_path / "tempo_nots.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", str(shim),
+                    str(REPO / "roles" / "chrony" / "files" / "tempo_nots.c"), "-ldl"], check=True)
+    ns = f"tproshim{os.getpid() % 10000}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
+        read = {}
+        for label, preload in (("shim", f"{LIBFAKETIME}:{shim}"), ("none", LIBFAKETIME)):
+            conf = tmp_path / f"{label}.conf"
+            conf.write_text(f"port 11123\nbindaddress 127.0.0.1\ncmdport 0\nlocal stratum 1\n"
+                            f"allow 127.0.0.1\npidfile {tmp_path}/{label}.pid\n")
+            env = dict(os.environ, LD_PRELOAD=preload, FAKETIME="+0.3", FAKETIME_DISABLE_SHM="1",
+                       TEMPO_NOTS_LOG="1")
+            log = open(tmp_path / f"{label}.out", "w")
+            proc = subprocess.Popen(["ip", "netns", "exec", ns, str(chronyd), "-x", "-d", "-u", "root",
+                                     "-f", str(conf)], env=env, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                time.sleep(1.0)
+                assert proc.poll() is None, (tmp_path / f"{label}.out").read_text()
+                read[label] = _read_offset(ns, 11123)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=10)
+                log.close()
+        assert "tempo_nots: refused" in (tmp_path / "shim.out").read_text()
+        assert read["shim"] == pytest.approx(0.3, abs=0.01), read
+        # the failure the shim prevents: half the offset (real receive, faked transmit stamp)
+        assert read["none"] == pytest.approx(0.15, abs=0.03), read
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def test_a_standard_ntp_primary_reads_as_the_groups_leader():
+    assert ntpwire.decode_state(1, 0, bytes((127, 127, 1, 1))) == ("LEADER", "self")
+    assert ntpwire.decode_state(2, 0, socket.inet_aton("10.86.0.11")) == ("FOLLOWER", "10.86.0.11")
+    assert ntpwire.decode_state(0, 3, b"\0\0\0\0") == ("UNSYNCED", None)
+
+
+@pytest.fixture(scope="module")
+def protocols_run(tmp_path_factory):
+    from tempolab.lab import Lab
+    from tempolab.runner.driver import Runner, RunOptions
+    from tempolab.runner.suite import parse_suite
+
+    raw = {"name": "protocols-short", "seed": 7, "protocol": ["berkeley", "cristian", "ntp"],
+           "lab": {"name": LAB, "subnet": SUBNET}, "nodes": 3,
+           "drift": {"max_ppm": 200, "max_offset_s": 0.5},
+           "daemon": {"round_interval_s": 1.5, "election_timeout_min_s": 2.0,
+                      "election_timeout_max_s": 4.0, "probe_timeout_s": 0.1},
+           "warm_up_s": 8, "trials": 1, "trial_duration_s": 22, "healthy_timeout_s": 40,
+           "observer_hz": 10, "cpu_interval_s": 2,
+           "faults": [{"kind": "kill", "at_s": 4, "duration_s": 8, "targets": "master"}]}
+    suite = parse_suite(raw, "protocols-short.yaml")
+    out = tmp_path_factory.mktemp("protocols")
+    Lab(LAB, SUBNET).down()
+    try:
+        rc = Runner(suite, RunOptions(results=out, quiet=True), raw).run()
+    finally:
+        Lab(LAB, SUBNET).down()
+    (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
+    return rc, run_dir
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_each_protocol_ran_once_with_the_same_fault_draw(protocols_run):
+    rc, run_dir = protocols_run
+    trials = _jsonl(run_dir / "trials.jsonl")
+    assert [t["protocol"] for t in trials] == ["berkeley", "cristian", "ntp"]
+    assert rc == 0, [(t["protocol"], t.get("outcome"), t.get("reason")) for t in trials]
+    assert {t["base_trial"] for t in trials} == {1}
+    # Berkeley elects a new master; Cristian and NTP have none to elect
+    assert trials[0]["new_master"] not in (None, trials[0]["killed"])
+    for t in trials[1:]:
+        assert t["new_master"] is None and t["killed"] == t["master_before"] == "n1"
+        assert t["recovered_s"] is not None          # the clients followed the server again
+    details = [f["detail"] for f in _jsonl(run_dir / "faults.jsonl") if f["phase"] == "start"]
+    assert details == ["SIGKILL tempod", "SIGKILL tempod", "SIGKILL chronyd"]
+
+
+def test_the_observer_read_chronyd_like_tempod(protocols_run):
+    _rc, run_dir = protocols_run
+    obs = [s for s in _jsonl(run_dir / "observer.jsonl") if s.get("trial") == 3 and not s.get("superseded")]
+    states = {(s["node"], s["state"]) for s in obs}
+    assert ("n1", "LEADER") in states and ("n2", "FOLLOWER") in states and ("n3", "FOLLOWER") in states
+    followers = [s for s in obs if s["state"] == "FOLLOWER"]
+    assert followers and all(s["master"] == "n1" for s in followers)
+    # chronyd's own view is in the run folder, and its clients name the server
+    view = (run_dir / "nodes" / "n2" / "chronyc-trial3.txt").read_text()
+    assert "Reference ID" in view and "10.86.0.11" in view
+    assert (run_dir / "nodes" / "n2" / "chrony" / "measurements.log").exists()
+
+
+def test_compare_by_protocol_puts_the_three_side_by_side(protocols_run, tmp_path):
+    from tempolab.analysis.protocompare import build_protocol_compare
+
+    _rc, run_dir = protocols_run
+    res = build_protocol_compare([run_dir], tmp_path / "cmp")
+    cols = [c for c in res.table.columns if c not in ("quantity", "key")]
+    assert cols == ["berkeley", "cristian", "ntp"]
+    row = res.table.set_index("key")
+    for p in cols:
+        assert row.loc["skew_p50_s", p] is not None and row.loc["skew_p50_s", p] < 0.01
+        assert row.loc["msgs_per_node_min", p] is not None and row.loc["msgs_per_node_min", p] > 0
+    for f in ("protocols.md", "protocols_skew_since_fault.png", "protocols.json"):
+        assert (tmp_path / "cmp" / f).stat().st_size > 0
