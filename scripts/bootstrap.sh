@@ -12,6 +12,7 @@ APT_PACKAGES=(
   python3 python3-venv                  # nodes run the daemon with the system python
   tshark                                # TSP dissector check
   sntp                                  # a stock NTP client
+  gcc libc6-dev                         # roles/chrony builds its timestamp shim on the node
 )
 
 missing=()

@@ -38,7 +38,9 @@ def _chronyd() -> Path:
     if not binary.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         if not list(CACHE.glob("chrony_*.deb")):
-            subprocess.run(["apt-get", "download", "chrony"], cwd=CACHE, check=True, capture_output=True)
+            if subprocess.run(["apt-get", "download", "chrony"], cwd=CACHE, capture_output=True).returncode:
+                subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True)
+                subprocess.run(["apt-get", "download", "chrony"], cwd=CACHE, check=True, capture_output=True)
         deb = sorted(CACHE.glob("chrony_*.deb"))[0]
         shutil.rmtree(CACHE / "root.tmp", ignore_errors=True)
         subprocess.run(["dpkg", "-x", str(deb), str(CACHE / "root.tmp")], check=True)
@@ -110,6 +112,7 @@ def test_a_standard_ntp_primary_reads_as_the_groups_leader():
 @pytest.fixture(scope="module")
 def protocols_run(tmp_path_factory):
     from tempolab.lab import Lab
+    from tempolab.runner.deploy import deploy_vars, run_playbook
     from tempolab.runner.driver import Runner, RunOptions
     from tempolab.runner.suite import parse_suite
 
@@ -126,10 +129,14 @@ def protocols_run(tmp_path_factory):
     Lab(LAB, SUBNET).down()
     try:
         rc = Runner(suite, RunOptions(results=out, quiet=True), raw).run()
+        # the lab is left deployed for ntp: the same deployment again must change nothing
+        again = tmp_path_factory.mktemp("again")
+        run_playbook("deploy", Lab.load(LAB).inventory_path, deploy_vars(suite.at_point(0), "ntp"), again)
+        recap = (sorted(again.glob("deploy-*.log"))[-1]).read_text()
     finally:
         Lab(LAB, SUBNET).down()
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
-    return rc, run_dir
+    return rc, run_dir, recap
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -137,7 +144,7 @@ def _jsonl(path: Path) -> list[dict]:
 
 
 def test_each_protocol_ran_once_with_the_same_fault_draw(protocols_run):
-    rc, run_dir = protocols_run
+    rc, run_dir, _recap = protocols_run
     trials = _jsonl(run_dir / "trials.jsonl")
     assert [t["protocol"] for t in trials] == ["berkeley", "cristian", "ntp"]
     assert rc == 0, [(t["protocol"], t.get("outcome"), t.get("reason")) for t in trials]
@@ -152,7 +159,7 @@ def test_each_protocol_ran_once_with_the_same_fault_draw(protocols_run):
 
 
 def test_the_observer_read_chronyd_like_tempod(protocols_run):
-    _rc, run_dir = protocols_run
+    _rc, run_dir, _recap = protocols_run
     obs = [s for s in _jsonl(run_dir / "observer.jsonl") if s.get("trial") == 3 and not s.get("superseded")]
     states = {(s["node"], s["state"]) for s in obs}
     assert ("n1", "LEADER") in states and ("n2", "FOLLOWER") in states and ("n3", "FOLLOWER") in states
@@ -167,7 +174,7 @@ def test_the_observer_read_chronyd_like_tempod(protocols_run):
 def test_compare_by_protocol_puts_the_three_side_by_side(protocols_run, tmp_path):
     from tempolab.analysis.protocompare import build_protocol_compare
 
-    _rc, run_dir = protocols_run
+    _rc, run_dir, _recap = protocols_run
     res = build_protocol_compare([run_dir], tmp_path / "cmp")
     cols = [c for c in res.table.columns if c not in ("quantity", "key")]
     assert cols == ["berkeley", "cristian", "ntp"]
@@ -177,3 +184,11 @@ def test_compare_by_protocol_puts_the_three_side_by_side(protocols_run, tmp_path
         assert row.loc["msgs_per_node_min", p] is not None and row.loc["msgs_per_node_min", p] > 0
     for f in ("protocols.md", "protocols_skew_since_fault.png", "protocols.json"):
         assert (tmp_path / "cmp" / f).stat().st_size > 0
+
+
+def test_the_chrony_deployment_is_idempotent(protocols_run):
+    _rc, _run_dir, recap = protocols_run
+    lines = [line for line in recap.splitlines() if " : ok=" in line]
+    assert len(lines) == 3, recap[-2000:]
+    for line in lines:
+        assert " changed=0 " in line and " failed=0 " in line, line

@@ -64,7 +64,7 @@ METRICS = [
     ("skew_p50_s", "steady skew p50 (s)"),
     ("skew_p99_s", "steady skew p99 (s)"),
     ("interval_max_skew_s", "between-rounds/polls max skew, median (s)"),
-    ("offset_from_true_s", "offset of the group from true time, median |mean| (s)"),
+    ("offset_from_true_s", "offset of the group from true time, median abs(mean) (s)"),
     ("kill_max_skew_15s_s", f"max skew in the {AFTER_KILL_S:g} s after the master fault (s)"),
     ("recovery_s", "recovery after the master fault (s)"),
     ("msgs_per_node_min", "protocol datagrams per node per minute"),
