@@ -1,5 +1,5 @@
-"""Hardware clock drivers: SimClock, ProcessClock (pure parts), KernelClock read path,
-KernelDiscipline mapping (with a fake backend: the real kernel is never written)."""
+"""Hardware clock drivers: SimClock, ProcessClock (pure parts), KernelClock read path.
+The kernel backend's writes and KernelDiscipline: tests/test_clock_kernel.py."""
 
 from __future__ import annotations
 
@@ -10,11 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tempod.clocks import (
-    Discipline,
     HardwareClock,
     KernelClock,
-    KernelDiscipline,
-    KernelTimex,
     ProcessClock,
     SimClock,
 )
@@ -131,59 +128,6 @@ def test_kernel_clock_read_path_is_plausible() -> None:
     assert tx.state in {"TIME_OK", "TIME_INS", "TIME_DEL", "TIME_OOP", "TIME_WAIT", "TIME_ERROR"}
     assert 9000 <= tx.tick_us <= 11000  # USER_HZ 100: 10000 us nominal
     assert tx.maxerror_s >= 0.0
-
-
-def test_kernel_clock_refuses_writes_by_default() -> None:
-    k = KernelClock()
-    for call in (lambda: k.slew(0.001), lambda: k.step(0.001), lambda: k.set_frequency(1.0)):
-        with pytest.raises(PermissionError, match="allow_write"):
-            call()
-
-
-class FakeKernel:
-    """Records what KernelDiscipline asks of the kernel; nothing reaches the real one."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, float]] = []
-        self.freq = 0.0
-
-    def timex(self) -> KernelTimex:
-        return KernelTimex("TIME_OK", 0, 0.0, self.freq, 0.0, 0.0, 0.0, 10000, 0)
-
-    def slew(self, delta_s: float) -> None:
-        self.calls.append(("slew", delta_s))
-
-    def step(self, delta_s: float) -> None:
-        self.calls.append(("step", delta_s))
-
-    def set_frequency(self, freq_ppm: float) -> None:
-        self.calls.append(("freq", freq_ppm))
-        self.freq = freq_ppm
-
-
-def test_kernel_discipline_mapping() -> None:
-    fk = FakeKernel()
-    d = KernelDiscipline(fk, step_threshold_s=0.128)
-    assert isinstance(d, Discipline)
-    assert d.corrected(EPOCH) == EPOCH
-    assert d.adjust(0.001, EPOCH) == "slew"
-    assert d.adjust(0.5, EPOCH + 10.0) == "step"  # large forward: ADJ_SETOFFSET
-    assert d.adjust(-0.5, EPOCH + 20.0) == "hold"  # large backward: slewed, never stepped
-    assert d.set_time(EPOCH + 30.1, EPOCH + 30.0) == "step"
-    kinds = [c[0] for c in fk.calls]
-    assert "step" in kinds and ("step", -0.5) not in fk.calls and ("slew", -0.5) in fk.calls
-    # The FLL asked for a frequency but within the kernel's +-500 ppm.
-    freqs = [v for k, v in fk.calls if k == "freq"]
-    assert freqs and all(abs(f) <= 500.0 for f in freqs)
-    assert d.state(EPOCH + 31.0)["freq_ppm"] == fk.freq
-
-
-def test_kernel_discipline_fll_sign() -> None:
-    fk = FakeKernel()
-    d = KernelDiscipline(fk)
-    d.adjust(0.0, EPOCH)
-    d.adjust(0.001, EPOCH + 10.0)  # clock fell behind 1 ms in 10 s: 100 ppm slow
-    assert fk.freq == pytest.approx(100.0)
 
 
 def test_make_clock_process_backend(tmp_path) -> None:

@@ -10,25 +10,20 @@ the event log. Standard library only (ctypes for the kernel).
 Every driver has ``read_s() -> float``: hardware seconds (Unix epoch scale). Sign
 convention shared with discipline.py: a correction is ADDED to the clock.
 
-SAFETY: :class:`KernelClock` only ever calls ``adjtimex`` with ``modes = 0`` (read-only)
-unless it was built with ``allow_write=True``; the tests never set it on a shared
-machine, so the kernel write paths are untested here.
+SAFETY: the kernel clock lives in kernelclock.py; a writable one can only be built on a
+machine that passes kernelguard.py (a tempo VM guest), never on the shared host.
 """
 
 from __future__ import annotations
 
 import bisect
-import ctypes
-import ctypes.util
 import math
 import os
 import random
 import time
-from dataclasses import dataclass
 from typing import Callable, Mapping, Protocol, runtime_checkable
 
 from . import profile as _profile
-from .discipline import HOLD, SLEW, STEP
 
 
 @runtime_checkable
@@ -233,267 +228,16 @@ class SimClock:
 
 
 # --------------------------------------------------------------------------------------
-# Kernel clock (adjtimex)
+# Kernel clock: kernelclock.py (adjtimex, tick + freq, the hold); re-exported here
 # --------------------------------------------------------------------------------------
-class _Timeval(ctypes.Structure):
-    _fields_ = [("tv_sec", ctypes.c_long), ("tv_usec", ctypes.c_long)]
-
-
-class _Timex(ctypes.Structure):
-    """``struct timex`` from <sys/timex.h> (Linux, LP64); ctypes adds the same padding."""
-
-    _fields_ = [
-        ("modes", ctypes.c_uint),
-        ("offset", ctypes.c_long),
-        ("freq", ctypes.c_long),
-        ("maxerror", ctypes.c_long),
-        ("esterror", ctypes.c_long),
-        ("status", ctypes.c_int),
-        ("constant", ctypes.c_long),
-        ("precision", ctypes.c_long),
-        ("tolerance", ctypes.c_long),
-        ("time", _Timeval),
-        ("tick", ctypes.c_long),
-        ("ppsfreq", ctypes.c_long),
-        ("jitter", ctypes.c_long),
-        ("shift", ctypes.c_int),
-        ("stabil", ctypes.c_long),
-        ("jitcnt", ctypes.c_long),
-        ("calcnt", ctypes.c_long),
-        ("errcnt", ctypes.c_long),
-        ("stbcnt", ctypes.c_long),
-        ("tai", ctypes.c_int),
-        ("_reserved", ctypes.c_int * 11),
-    ]
-
-
-# <sys/timex.h> constants
-ADJ_OFFSET = 0x0001
-ADJ_FREQUENCY = 0x0002
-ADJ_STATUS = 0x0010
-ADJ_SETOFFSET = 0x0100
-ADJ_NANO = 0x2000
-ADJ_OFFSET_SINGLESHOT = 0x8001  # BSD adjtime(): slew at the kernel's fixed 500 ppm
-STA_PLL = 0x0001
-STA_UNSYNC = 0x0040
-STA_NANO = 0x2000
-CLOCK_REALTIME = 0
-FREQ_SCALE = 65536.0  # timex.freq is ppm with a 16-bit binary fraction
-KERNEL_MAX_FREQ_PPM = 500.0  # the kernel rejects/clamps larger ADJ_FREQUENCY values
-KERNEL_SLEW_PPM = 500.0  # rate of ADJ_OFFSET_SINGLESHOT slewing
-TIME_STATES = {0: "TIME_OK", 1: "TIME_INS", 2: "TIME_DEL", 3: "TIME_OOP", 4: "TIME_WAIT", 5: "TIME_ERROR"}
-
-
-@dataclass(frozen=True)
-class KernelTimex:
-    """Decoded result of a read-only adjtimex call."""
-
-    state: str  # TIME_OK, ..., TIME_ERROR (unsynchronized)
-    status: int  # STA_* bits
-    offset_s: float  # PLL offset still to be applied
-    freq_ppm: float  # kernel frequency correction
-    maxerror_s: float
-    esterror_s: float
-    time_s: float  # CLOCK_REALTIME at the call
-    tick_us: int
-    tai_s: int
-
-    @property
-    def unsynchronized(self) -> bool:
-        return bool(self.status & STA_UNSYNC)
-
-
-class KernelError(OSError):
-    pass
-
-
-class KernelClock:
-    """The Linux system clock: ``read_s()`` is CLOCK_REALTIME; ``timex()`` its discipline state.
-
-    Writes (``slew``, ``step``, ``set_frequency``) need CAP_SYS_TIME and refuse to run
-    unless ``allow_write=True``: never on a shared machine. Under libfaketime the read
-    path is faked but adjtimex is not intercepted (DESIGN.md), so this backend is for
-    real machines only.
-    """
-
-    def __init__(self, allow_write: bool = False, libc_path: str | None = None) -> None:
-        self.allow_write = allow_write
-        self._libc = ctypes.CDLL(libc_path or ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        self._libc.adjtimex.argtypes = [ctypes.POINTER(_Timex)]
-        self._libc.adjtimex.restype = ctypes.c_int
-        self._libc.clock_adjtime.argtypes = [ctypes.c_int, ctypes.POINTER(_Timex)]
-        self._libc.clock_adjtime.restype = ctypes.c_int
-
-    def read_s(self) -> float:
-        return time.time()
-
-    def timex(self) -> KernelTimex:
-        """Read-only adjtimex (modes = 0): needs no privilege, changes nothing."""
-        tx = _Timex()
-        tx.modes = 0
-        rc = self._libc.adjtimex(ctypes.byref(tx))
-        if rc < 0:
-            err = ctypes.get_errno()
-            raise KernelError(err, f"adjtimex(modes=0): {os.strerror(err)}")
-        return decode_timex(tx, rc)
-
-    # -- write paths (untested on the shared machine) --------------------------------
-    def _write(self, tx: _Timex, what: str, *, clock: bool = False) -> int:
-        if not self.allow_write:
-            raise PermissionError(f"KernelClock.{what}: writes are disabled (allow_write=False)")
-        rc = (
-            self._libc.clock_adjtime(CLOCK_REALTIME, ctypes.byref(tx))
-            if clock
-            else self._libc.adjtimex(ctypes.byref(tx))
-        )
-        if rc < 0:
-            err = ctypes.get_errno()
-            raise KernelError(err, f"{what}: {os.strerror(err)}")
-        return rc
-
-    def slew(self, delta_s: float) -> None:
-        """BSD adjtime(): slew by ``delta_s`` at 500 ppm, replacing a pending slew."""
-        tx = _Timex()
-        tx.modes = ADJ_OFFSET_SINGLESHOT
-        tx.offset = int(round(delta_s * 1e6))  # microseconds (singleshot ignores ADJ_NANO)
-        self._write(tx, "slew")
-
-    def step(self, delta_s: float) -> None:
-        """Step CLOCK_REALTIME by ``delta_s`` (ADJ_SETOFFSET | ADJ_NANO via clock_adjtime)."""
-        tx = _Timex()
-        tx.modes = ADJ_SETOFFSET | ADJ_NANO
-        ns = int(round(delta_s * 1e9))
-        sec, nsec = divmod(ns, 1_000_000_000)  # kernel requires 0 <= nsec < 1e9
-        tx.time.tv_sec = sec
-        tx.time.tv_usec = nsec
-        self._write(tx, "step", clock=True)
-
-    def set_frequency(self, freq_ppm: float) -> None:
-        """ADJ_FREQUENCY: set the kernel's frequency correction (bounded to +-500 ppm)."""
-        if abs(freq_ppm) > KERNEL_MAX_FREQ_PPM:
-            raise ValueError(f"freq_ppm: kernel limit is +-{KERNEL_MAX_FREQ_PPM} ppm, got {freq_ppm}")
-        tx = _Timex()
-        tx.modes = ADJ_FREQUENCY
-        tx.freq = int(round(freq_ppm * FREQ_SCALE))
-        self._write(tx, "set_frequency")
-
-
-def decode_timex(tx: _Timex, rc: int) -> KernelTimex:
-    """Pure decoding of a filled struct timex (units depend on STA_NANO)."""
-    nano = bool(tx.status & STA_NANO)
-    sub = 1e-9 if nano else 1e-6
-    return KernelTimex(
-        state=TIME_STATES.get(rc, f"state{rc}"),
-        status=int(tx.status),
-        offset_s=tx.offset * sub,
-        freq_ppm=tx.freq / FREQ_SCALE,
-        maxerror_s=tx.maxerror * 1e-6,  # always microseconds
-        esterror_s=tx.esterror * 1e-6,
-        time_s=tx.time.tv_sec + tx.time.tv_usec * sub,
-        tick_us=int(tx.tick),
-        tai_s=int(tx.tai),
-    )
-
-
-class KernelBackend(Protocol):
-    """What KernelDiscipline needs from the kernel (KernelClock, or a fake in tests)."""
-
-    def timex(self) -> KernelTimex: ...
-
-    def slew(self, delta_s: float) -> None: ...
-
-    def step(self, delta_s: float) -> None: ...
-
-    def set_frequency(self, freq_ppm: float) -> None: ...
-
-
-class KernelDiscipline:
-    """The Discipline interface mapped onto the kernel clock (real machines, CAP_SYS_TIME).
-
-    Here the kernel clock *is* the corrected clock, so ``corrected(hw) == hw`` and
-    ``adjust_s`` is 0. Same rules as SoftwareClock where the kernel allows them: small
-    or negative corrections -> ``slew`` (adjtime at the kernel's fixed 500 ppm; a large
-    negative correction is slewed, never stepped back, and takes |delta| / 500 ppm),
-    large positive ones -> ``step`` (ADJ_SETOFFSET). The same FLL as SoftwareClock sets
-    ADJ_FREQUENCY, bounded by min(freq_max_ppm, 500 ppm). The mapping is unit-tested
-    with a fake backend; the real write paths are NOT exercised on the shared machine.
-    """
-
-    def __init__(
-        self,
-        backend: KernelBackend,
-        step_threshold_s: float = 0.128,
-        freq_max_ppm: float = KERNEL_MAX_FREQ_PPM,
-        *,
-        fll_gain: float = 1.0,
-        fll_min_interval_s: float = 1.0,
-    ) -> None:
-        self.backend = backend
-        self.step_threshold_s = step_threshold_s
-        self.freq_max_ppm = min(freq_max_ppm, KERNEL_MAX_FREQ_PPM)
-        self.fll_gain = fll_gain
-        self.fll_min_interval_s = fll_min_interval_s
-        self._freq_ppm = backend.timex().freq_ppm
-        self._last_hw: float | None = None
-        self._last_bound_s = 0.0
-        self._fll_armed = True
-        self._slew_hw = 0.0
-        self._slew_s = 0.0
-
-    def corrected(self, hw_s: float) -> float:
-        return hw_s
-
-    def _remaining(self, hw_s: float) -> float:
-        # Estimated from the kernel's fixed slew rate (modes=0 cannot read it back).
-        done = KERNEL_SLEW_PPM * 1e-6 * max(0.0, hw_s - self._slew_hw)
-        return math.copysign(max(0.0, abs(self._slew_s) - done), self._slew_s)
-
-    def adjust(self, delta_s: float, hw_s: float, bound_s: float = 0.0) -> str:
-        # Same FLL rules as SoftwareClock (discipline.py): no learning across a set_time,
-        # updates weighted by e^2 / (e^2 + n^2) with n = (b_prev + b) / interval.
-        remaining = self._remaining(hw_s)
-        if self._last_hw is not None and self._fll_armed:
-            interval = hw_s - self._last_hw
-            if interval >= self.fll_min_interval_s:
-                ferr = (delta_s - remaining) / interval
-                noise = (self._last_bound_s + bound_s) / interval
-                w = 1.0 if noise == 0.0 else ferr * ferr / (ferr * ferr + noise * noise)
-                f = self._freq_ppm + self.fll_gain * w * ferr * 1e6
-                f = max(-self.freq_max_ppm, min(self.freq_max_ppm, f))
-                if f != self._freq_ppm:
-                    self.backend.set_frequency(f)
-                    self._freq_ppm = f
-        self._last_hw = hw_s
-        self._last_bound_s = bound_s
-        self._fll_armed = True
-        return self._apply(delta_s, hw_s, always_step_forward=False)
-
-    def set_time(self, target_clk_s: float, hw_s: float, bound_s: float = 0.0) -> str:
-        self._last_hw = hw_s
-        self._last_bound_s = bound_s
-        self._fll_armed = False
-        return self._apply(target_clk_s - hw_s, hw_s, always_step_forward=True)
-
-    def _apply(self, delta: float, hw_s: float, *, always_step_forward: bool) -> str:
-        if delta > 0 and (always_step_forward or delta > self.step_threshold_s):
-            if self._remaining(hw_s) != 0.0:
-                self.backend.slew(0.0)  # ADJ_SETOFFSET leaves a pending adjtime running
-            self.backend.step(delta)
-            self._slew_s = 0.0
-            return STEP
-        self.backend.slew(delta)
-        self._slew_hw, self._slew_s = hw_s, delta
-        return HOLD if delta < -self.step_threshold_s else SLEW
-
-    def state(self, hw_s: float) -> dict[str, float]:
-        tx = self.backend.timex()
-        return {
-            "hw_s": hw_s,
-            "clk_s": hw_s,
-            "adjust_s": 0.0,
-            "freq_ppm": tx.freq_ppm,
-            "slew_remaining_s": self._remaining(hw_s),
-        }
+from .kernelclock import (  # noqa: E402,F401  (the public names of this module)
+    KernelBackend,
+    KernelClock,
+    KernelDiscipline,
+    KernelError,
+    KernelTimex,
+    decode_timex,
+)
 
 
 def make_clock(
@@ -507,14 +251,14 @@ def make_clock(
 
     ``"process"``: :meth:`ProcessClock.from_environ` + SoftwareClock (the lab: libfaketime
     drifts the process clock). ``"kernel"``: KernelClock with writes enabled +
-    KernelDiscipline (real machines with CAP_SYS_TIME; never used on the shared dev
-    machine, and this branch is not exercised by the tests).
+    KernelDiscipline (VM guests with CAP_SYS_TIME; building it runs the guard of
+    kernelguard.py, which raises KernelGuardError -- a ValueError -- anywhere else).
     """
     from .discipline import SoftwareClock
 
     if backend == "process":
         return ProcessClock.from_environ(environ), SoftwareClock(slew_max_ppm, step_threshold_s, freq_max_ppm)
     if backend == "kernel":
-        kc = KernelClock(allow_write=True)
+        kc = KernelClock(allow_write=True)  # runs the guard first
         return kc, KernelDiscipline(kc, step_threshold_s, freq_max_ppm)
     raise ValueError(f"clock.backend: must be 'process' or 'kernel', got {backend!r}")

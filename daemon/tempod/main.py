@@ -48,16 +48,13 @@ def make_clock(cfg: DaemonConfig) -> tuple[Callable[[], float], Any]:
 
     ``process``: this process's clock (libfaketime's drifted clock under tempod-launch)
     with a SoftwareClock on top.  ``kernel``: the system clock, disciplined through
-    adjtimex (needs CAP_SYS_TIME; real machines only, never the shared lab host).
+    adjtimex (needs CAP_SYS_TIME; tempo VM guests only: kernelguard refuses anywhere
+    else, the shared lab host above all, with a ValueError naming the reason).
     """
-    from .clocks import KernelClock, KernelDiscipline, ProcessClock
-    from .discipline import SoftwareClock
+    from .clocks import make_clock as _make
     n = cfg.node
-    if n.backend == "kernel":
-        kc = KernelClock(allow_write=True)
-        return kc.read_s, KernelDiscipline(kc, n.step_threshold_s, n.freq_max_ppm)
-    pc = ProcessClock.from_environ()
-    return pc.read_s, SoftwareClock(n.slew_max_ppm, n.step_threshold_s, n.freq_max_ppm)
+    hw, disc = _make(n.backend, n.slew_max_ppm, n.step_threshold_s, n.freq_max_ppm)
+    return hw.read_s, disc
 
 
 def set_realtime_priority(priority: int) -> str | None:
@@ -97,6 +94,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for w in warnings:
         print(f"tempod: warning: {w}", file=sys.stderr)
     if args.check:
+        if cfg.node.backend == "kernel":
+            from .kernelguard import KernelGuardError, require_vm_guest
+            try:
+                require_vm_guest()
+            except KernelGuardError as exc:
+                print(f"tempod: config {args.config}: {exc}", file=sys.stderr)
+                return EXIT_CONFIG
         sys.stdout.write(f"# effective config of {args.config} (valid)\n" + to_toml(cfg))
         return EXIT_OK
 

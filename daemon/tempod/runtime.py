@@ -332,6 +332,10 @@ class Runtime:
         if deadline is not None and deadline < wake:
             wake = deadline
         timeout = max(0.0, wake - now)
+        # the kernel backend's hold ends on the clocksource's time, not on a core deadline
+        poll_in = self._clock_poll_in(now)
+        if poll_in is not None and poll_in < timeout:
+            timeout = poll_in
         if deadline is not None and deadline == self._fired_deadline and timeout == 0.0:
             # The core kept a past deadline after handle_timer: a core bug. Poll at 1 kHz
             # instead of spinning a whole core, and say so once.
@@ -347,12 +351,19 @@ class Runtime:
         if self._stop_reason is not None:
             return
         now = self.read_hw()
+        if self._clock_poll_in(now) == 0.0:
+            self.clock.poll(now)
         deadline = self.node.next_deadline()
         if deadline is not None and now >= deadline:
             self._fired_deadline = deadline
             self._execute(self.node.handle_timer(now))
         if now >= self._next_report:
             self._report(now)
+
+    def _clock_poll_in(self, now: float) -> float | None:
+        """Seconds until the discipline wants ``poll`` (KernelDiscipline); None: never."""
+        fn = getattr(self.clock, "next_poll_s", None)
+        return None if fn is None else fn(now)
 
     def _drain_wakeup(self) -> None:
         try:
