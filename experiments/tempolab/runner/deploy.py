@@ -37,6 +37,7 @@ def deploy_vars(suite: Suite, protocol: str = "berkeley") -> dict[str, Any]:
     the tempod role's variables (roles/tempod/defaults/main.yml).  ``protocol`` becomes
     ``tempo_protocol``: for ntp tempod is deployed stopped and chronyd started
     (roles/chrony), otherwise the other way round; the drift profile is the same.
+    ``clock_mode: kernel`` deploys the kernel backend with the daemon stopped.
     """
     out: dict[str, Any] = {f"tempod_{k}": v for k, v in suite.daemon.items()}
     d = suite.drift
@@ -50,6 +51,10 @@ def deploy_vars(suite: Suite, protocol: str = "berkeley") -> dict[str, Any]:
         # the pre-task that stops chronyd before tempod needs the NTP port
         tempo_protocol=protocol,
     )
+    if suite.clock_mode == "kernel":
+        # the guest's own kernel clock, drifted below the kernel; the runner starts
+        # tempod itself once the guest clocks are measured and stepped (docs/clock.md)
+        out.update(tempod_clock_backend="kernel", tempod_state="stopped")
     return out
 
 

@@ -109,6 +109,60 @@ def netem_dev_cmd(peer: str) -> str:
             "sed -n 's/.* dev \\([^ ]*\\).*/\\1/p'); ")
 
 
+# netem faults shape only the traffic to the other nodes: a prio root qdisc whose extra
+# band 1:4 holds the netem and receives, through u32 filters, exactly the packets to the
+# peers' addresses. Everything else (the controller's SSH, the observer's NTP replies)
+# keeps the default bands, so the observer still measures the clock, not the fault: a
+# netem on the whole root would delay the node's NTP replies one way and bias the
+# observer by half that delay. One netem fault per node at a time (they share the root).
+NETEM_HANDLE = "1:"
+NETEM_BAND = "1:4"
+# prio's default priomap (3 bands); band 4 is reached only through the filters
+_PRIOMAP = "1 2 2 2 1 2 0 0 1 1 1 1 1 1 1 1"
+
+
+def netem_spec(*, delay_ms: float | None = None, jitter_ms: float | None = None,
+               loss_percent: float | None = None) -> str:
+    """The netem arguments (``delay 20ms 5ms distribution normal loss 10%``)."""
+    parts = []
+    if delay_ms is not None:
+        parts.append(f"delay {delay_ms:g}ms")
+        if jitter_ms:
+            parts.append(f"{jitter_ms:g}ms distribution normal")
+    if loss_percent is not None:
+        parts.append(f"loss {loss_percent:g}%")
+    if not parts:
+        raise ValueError("a netem fault needs a delay or a loss")
+    return " ".join(parts)
+
+
+def netem_apply_cmd(peers: list[str], spec: str) -> str:
+    """Install netem ``spec`` on egress to ``peers`` (idempotent: the tree is rebuilt)."""
+    if not peers:
+        raise ValueError("netem_apply_cmd: no peer addresses")
+    filters = "".join(
+        f' && tc filter add dev "$dev" parent {NETEM_HANDLE} protocol ip prio 1 u32 '
+        f"match ip dst {shlex.quote(p)}/32 flowid {NETEM_BAND}" for p in peers)
+    return (netem_dev_cmd(peers[0])
+            + '[ -n "$dev" ] || { echo "tempo: no route to ' + peers[0] + '" >&2; exit 1; }; '
+            + 'tc qdisc del dev "$dev" root 2>/dev/null; '
+            + f'tc qdisc add dev "$dev" root handle {NETEM_HANDLE} prio bands 4 priomap {_PRIOMAP}'
+            + f' && tc qdisc add dev "$dev" parent {NETEM_BAND} handle 40: netem {spec}'
+            + filters)
+
+
+def netem_revert_cmd(peer: str) -> str:
+    """Remove the netem tree towards ``peer`` (idempotent: nothing there is fine)."""
+    return netem_dev_cmd(peer) + '[ -z "$dev" ] || tc qdisc del dev "$dev" root 2>/dev/null; true'
+
+
+def netem_cleanup_cmd() -> str:
+    """Remove any root qdisc that holds a netem, on every interface (``--cleanup``)."""
+    return ("if command -v tc >/dev/null 2>&1; then for __d in $(ls /sys/class/net); do "
+            'if tc qdisc show dev "$__d" 2>/dev/null | grep -q netem; then '
+            'tc qdisc del dev "$__d" root 2>/dev/null; fi; done; fi; true')
+
+
 @dataclass(frozen=True)
 class NodeRef:
     name: str
@@ -242,18 +296,43 @@ def resolve(spec: FaultSpec, nodes: list[NodeRef], master: str | None, rng: rand
         return Fault(kind, at_s, spec.duration_s, targets, apply_, revert,
                      detail=f"input loss {int(round(pct))}% of UDP from peers",
                      revert_detail="chain loss deleted", extra={"percent": pct})
-    if kind in ("delay", "jitter"):
-        assert spec.delay_ms is not None
-        netem = f"delay {spec.delay_ms:g}ms"
-        if kind == "jitter":
-            netem += f" {spec.jitter_ms:g}ms distribution normal"
+    if kind in ("delay", "jitter", "netem_loss"):
+        netem = (netem_spec(loss_percent=spec.percent) if kind == "netem_loss"
+                 else netem_spec(delay_ms=spec.delay_ms, jitter_ms=spec.jitter_ms))
         apply_, revert = {}, {}
         for t in targets:
-            peer = next((addr[o] for o in addr if o != t), addr[t])
-            apply_[t] = netem_dev_cmd(peer) + f'tc qdisc replace dev "$dev" root netem {netem}'
-            revert[t] = netem_dev_cmd(peer) + 'tc qdisc del dev "$dev" root 2>/dev/null; true'
+            peers = [addr[o] for o in addr if o != t]
+            if not peers:
+                continue
+            apply_[t] = netem_apply_cmd(peers, netem)
+            revert[t] = netem_revert_cmd(peers[0])
+        extra = {"percent": spec.percent} if kind == "netem_loss" else {"delay_ms": spec.delay_ms,
+                                                                        "jitter_ms": spec.jitter_ms}
         return Fault(kind, at_s, spec.duration_s, targets, apply_, revert,
-                     detail=f"netem {netem}", revert_detail="netem qdisc deleted")
+                     detail=f"netem {netem} on egress to peers", revert_detail="netem qdisc deleted",
+                     extra=extra)
+    if kind == "asym_delay":
+        # the targets' packets to everyone else wait delay_ms, everyone else's packets to
+        # the targets reverse_delay_ms: a two-way estimate between a target and another
+        # node is then biased by (delay - reverse) / 2 (docs/runner.md, the asymmetry suite)
+        assert spec.delay_ms is not None and spec.reverse_delay_ms is not None
+        others = [n for n in addr if n not in targets]
+        if not others:
+            raise ConfigError("asym_delay needs nodes outside its targets")
+        apply_, revert = {}, {}
+        ways = [(t, [addr[o] for o in others], spec.delay_ms) for t in targets]
+        ways += [(o, [addr[t] for t in targets], spec.reverse_delay_ms) for o in others]
+        for node, peers, ms in ways:
+            revert[node] = netem_revert_cmd(peers[0])
+            if ms > 0 or spec.jitter_ms:
+                apply_[node] = netem_apply_cmd(peers, netem_spec(delay_ms=ms, jitter_ms=spec.jitter_ms))
+        return Fault(kind, at_s, spec.duration_s, list(targets), apply_, revert,
+                     detail=(f"netem asymmetric delay: {','.join(targets)} -> others {spec.delay_ms:g} ms, "
+                             f"others -> {','.join(targets)} {spec.reverse_delay_ms:g} ms"),
+                     revert_detail="netem qdiscs deleted",
+                     extra={"delay_ms": spec.delay_ms, "reverse_delay_ms": spec.reverse_delay_ms,
+                            "asymmetry_ms": spec.delay_ms - spec.reverse_delay_ms,
+                            "jitter_ms": spec.jitter_ms})
     raise ConfigError(f"unknown fault kind {kind!r}")
 
 
@@ -262,11 +341,12 @@ def cleanup_cmd() -> str:
 
     Deletes the fault table, SIGCONTs a stopped daemon, starts a dead one, and cancels
     pending dead-man watchdogs (their work is done; left alone, a stale one could heal
-    a fault of the next run early). The netem qdisc is removed only where tc knows
-    netem (this lab kernel does not).
+    a fault of the next run early). A root qdisc holding a netem is removed wherever
+    one is found (this lab kernel has none).
     """
     return "; ".join([
         nft_cleanup_cmd(),
+        netem_cleanup_cmd(),
         cont_cmd(),
         service_cmd("start") + " >/dev/null 2>&1 || echo 'tempod: start failed'",
         deadman_cancel_all_cmd(),

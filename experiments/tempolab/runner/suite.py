@@ -36,7 +36,13 @@ MAX_DRIFT_PPM = NodeConfig.__dataclass_fields__["freq_max_ppm"].default
 
 SUITES_DIR = Path(__file__).resolve().parents[2] / "suites"
 
-FAULT_KINDS = ("kill", "stop", "restart", "partition", "loss", "delay", "jitter")
+FAULT_KINDS = ("kill", "stop", "restart", "partition", "loss", "delay", "jitter", "asym_delay",
+               "netem_loss")
+# kinds that exist only through tc netem (a kernel with sch_netem: VMs, not this lab host)
+NETEM_KINDS = ("delay", "jitter", "asym_delay", "netem_loss")
+# how node clocks drift (docs/clock.md): libfaketime per daemon process, or the VM's own
+# kernel clock drifted below the guest kernel (qemu under libfaketime; VMs only)
+CLOCK_MODES = ("faketime", "kernel")
 TARGETS = ("master", "random_follower", "all", "side_a", "side_b")
 DISTRIBUTIONS = ("uniform", "normal")  # as tempod.profile.generate_profiles
 # daemon timers the suite may set; each becomes the Ansible variable tempod_<key>
@@ -86,8 +92,9 @@ class FaultSpec:
     duration_s: float | None = None               # None: never reverted inside the trial
     targets: str | tuple[str, ...] = "master"     # a selector of TARGETS or node names
     percent: float | None = None                  # loss
-    delay_ms: float | None = None                 # delay / jitter
+    delay_ms: float | None = None                 # delay / jitter / asym_delay (targets' egress)
     jitter_ms: float | None = None
+    reverse_delay_ms: float | None = None         # asym_delay: the others' egress to the targets
     side_a: int | tuple[str, ...] | None = None   # partition: first k nodes or names
 
     def draw_at(self, rng: random.Random) -> float:
@@ -106,6 +113,8 @@ class Suite:
     description: str = ""
     seed: int = 1
     inventory: str | None = None      # None: the local lab
+    provider: str | None = None       # lab | vagrant | inventory; None: inventory if given, else lab
+    clock_mode: str = "faketime"      # CLOCK_MODES; kernel needs VMs (provider vagrant)
     lab_name: str = "tslab"
     lab_subnet: str | None = None
     nodes: int = 3
@@ -249,13 +258,14 @@ class _Checker:
         return tuple(self.string(v, f"{path}[{i}]") for i, v in enumerate(value))
 
 
-_TOP = ("name", "description", "seed", "inventory", "lab", "nodes", "drift", "daemon",
+_TOP = ("name", "description", "seed", "inventory", "provider", "lab", "nodes", "drift", "daemon",
         "warm_up_s", "trials", "trial_duration_s", "settle_s", "healthy_timeout_s",
         "observer_hz", "observer_timeout_s", "observer_retries", "observer_retry_bound_s",
         "observer_retry_factor", "observer_realtime_priority", "cpu_interval_s", "faults", "requires",
+        "clock_mode",
         "sweep", "redeploy_each_trial", "protocol")
 _FAULT = ("kind", "at_s", "duration_s", "targets", "percent", "delay_ms", "jitter_ms",
-          "side_a")
+          "reverse_delay_ms", "side_a")
 
 
 def _drift(c: _Checker, raw: Any, path: str, base: Drift) -> Drift:
@@ -318,7 +328,7 @@ def _fault(c: _Checker, raw: Any, path: str) -> FaultSpec:
     duration = None
     if d.get("duration_s") is not None:
         duration = c.number(d["duration_s"], f"{path}.duration_s", positive=True)
-    targets: str | tuple[str, ...] = "all" if kind in ("loss", "delay", "jitter") else "master"
+    targets: str | tuple[str, ...] = "all" if kind in ("loss", "delay", "jitter", "netem_loss") else "master"
     if "targets" in d:
         t = d["targets"]
         if isinstance(t, list):
@@ -327,26 +337,33 @@ def _fault(c: _Checker, raw: Any, path: str) -> FaultSpec:
             targets = c.string(t, f"{path}.targets", choices=TARGETS)
     if kind == "partition" and "targets" in d:
         raise c.fail(f"{path}.targets", "a partition has sides (side_a), not targets")
-    percent = delay = jitter = None
+    percent = delay = jitter = reverse = None
     side_a: int | tuple[str, ...] | None = None
-    if kind == "loss":
+    if kind in ("loss", "netem_loss"):
         if "percent" not in d:
             raise c.fail(f"{path}.percent", "missing (loss percent, 0..100)")
         percent = c.number(d["percent"], f"{path}.percent", minimum=0, maximum=100)
     elif "percent" in d:
-        raise c.fail(f"{path}.percent", f"only for kind loss, not {kind}")
-    if kind in ("delay", "jitter"):
+        raise c.fail(f"{path}.percent", f"only for kinds loss/netem_loss, not {kind}")
+    if kind in ("delay", "jitter", "asym_delay"):
         if "delay_ms" not in d:
             raise c.fail(f"{path}.delay_ms", "missing (milliseconds)")
-        delay = c.number(d["delay_ms"], f"{path}.delay_ms", minimum=0)
+        delay = c.number(d["delay_ms"], f"{path}.delay_ms", minimum=0, maximum=10000)
         if kind == "jitter":
             if "jitter_ms" not in d:
                 raise c.fail(f"{path}.jitter_ms", "missing (milliseconds)")
-            jitter = c.number(d["jitter_ms"], f"{path}.jitter_ms", minimum=0)
+        if "jitter_ms" in d:
+            jitter = c.number(d["jitter_ms"], f"{path}.jitter_ms", minimum=0, maximum=10000)
+        if kind == "asym_delay":
+            if "reverse_delay_ms" not in d:
+                raise c.fail(f"{path}.reverse_delay_ms", "missing (milliseconds, the other way)")
+            reverse = c.number(d["reverse_delay_ms"], f"{path}.reverse_delay_ms", minimum=0, maximum=10000)
     else:
         for k in ("delay_ms", "jitter_ms"):
             if k in d:
-                raise c.fail(f"{path}.{k}", f"only for kinds delay/jitter, not {kind}")
+                raise c.fail(f"{path}.{k}", f"only for kinds delay/jitter/asym_delay, not {kind}")
+    if "reverse_delay_ms" in d and kind != "asym_delay":
+        raise c.fail(f"{path}.reverse_delay_ms", f"only for kind asym_delay, not {kind}")
     if kind == "partition":
         raw_side = d.get("side_a")
         if raw_side is None:
@@ -357,11 +374,11 @@ def _fault(c: _Checker, raw: Any, path: str) -> FaultSpec:
             side_a = c.integer(raw_side, f"{path}.side_a", minimum=1)
     elif "side_a" in d:
         raise c.fail(f"{path}.side_a", f"only for kind partition, not {kind}")
-    if kind in ("partition", "loss", "delay", "jitter", "stop") and duration is None:
+    if kind in ("partition", "loss", "stop", *NETEM_KINDS) and duration is None:
         raise c.fail(f"{path}.duration_s", f"a {kind} fault needs a duration (it is healed after it)")
     return FaultSpec(kind=kind, at_s=at_s, window_s=window, duration_s=duration,
                      targets=targets, percent=percent, delay_ms=delay, jitter_ms=jitter,
-                     side_a=side_a)
+                     reverse_delay_ms=reverse, side_a=side_a)
 
 
 def parse_protocols(c: _Checker, raw: Any, path: str) -> tuple[str, ...]:
@@ -392,6 +409,11 @@ def parse_suite(data: Any, source: str) -> Suite:
         kw["seed"] = c.integer(data["seed"], "seed")
     if data.get("inventory") is not None:
         kw["inventory"] = c.string(data["inventory"], "inventory")
+    if data.get("provider") is not None:
+        kw["provider"] = c.string(data["provider"], "provider")
+        if kw["provider"] not in ("lab", "vagrant", "inventory"):
+            raise ConfigError("must be one of lab, vagrant, inventory", source=source,
+                              field="provider")
     if "lab" in data:
         lab = c.mapping(data["lab"], "lab", ("name", "subnet"))
         if "name" in lab:
@@ -427,6 +449,8 @@ def parse_suite(data: Any, source: str) -> Suite:
                                                      "observer_realtime_priority", minimum=0, maximum=99)
     if "trials" in data:
         kw["trials"] = c.integer(data["trials"], "trials", minimum=1)
+    if "clock_mode" in data:
+        kw["clock_mode"] = c.string(data["clock_mode"], "clock_mode", choices=CLOCK_MODES)
     if "redeploy_each_trial" in data:
         if not isinstance(data["redeploy_each_trial"], bool):
             raise c.fail("redeploy_each_trial", f"expected true/false, got {data['redeploy_each_trial']!r}")
@@ -443,8 +467,8 @@ def parse_suite(data: Any, source: str) -> Suite:
     requires = list(requires)
     for i, r in enumerate(requires):
         c.string(r, f"requires[{i}]", choices=REQUIREMENTS)
-    if any(f.kind in ("delay", "jitter") for f in kw["faults"]) and "netem" not in requires:
-        requires.append("netem")  # delay/jitter exist only through netem
+    if any(f.kind in NETEM_KINDS for f in kw["faults"]) and "netem" not in requires:
+        requires.append("netem")  # these kinds exist only through netem
     kw["requires"] = tuple(requires)
     sweep = data.get("sweep", [])
     if not isinstance(sweep, list):
