@@ -15,6 +15,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 LAB_TOOLS = ("ip", "nft", "sshd", "unshare")
+# tests marked vm (real guests) need these too; scripts/bootstrap-vm.sh installs them
+VM_TOOLS = ("vagrant", "libvirtd", "virtlogd", "virsh", "qemu-system-x86_64", "mmdebstrap", "nc")
 
 
 def lab_unavailable_reason() -> str | None:
@@ -26,10 +28,19 @@ def lab_unavailable_reason() -> str | None:
     return None
 
 
+def vm_unavailable_reason() -> str | None:
+    missing = [t for t in VM_TOOLS if not shutil.which(t) and not Path("/usr/sbin", t).exists()]
+    if missing:
+        return "missing VM tools: " + ", ".join(missing) + " (run scripts/bootstrap-vm.sh)"
+    return None
+
+
 def pytest_runtest_setup(item):
     if item.get_closest_marker("lab") is None:
         return
     reason = lab_unavailable_reason()
+    if reason is None and item.get_closest_marker("vm") is not None:
+        reason = vm_unavailable_reason()
     if reason is None:
         return
     if os.environ.get("TEMPO_REQUIRE_LAB") == "1":

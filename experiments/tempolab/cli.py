@@ -17,6 +17,7 @@ from .errors import TempoError
 # name -> module; order is the order shown in --help
 SUBCOMMANDS = {
     "lab": "tempolab.cmd_lab",
+    "vm": "tempolab.cmd_vm",
     "deploy": "tempolab.cmd_deploy",
     "run": "tempolab.cmd_run",
     "report": "tempolab.cmd_report",

@@ -1,6 +1,7 @@
 """``tempo deploy``: run one of the project's playbooks with ``ansible-playbook``.
 
-Thin wrapper: picks the inventory (the local lab's by default), the playbook
+Thin wrapper: picks the inventory (the provider's: the local lab's by default, the VM
+lab's with ``--provider vagrant``, or ``--inventory``), the playbook
 (``playbooks/<name>.yml``), the repo's ``ansible.cfg``, passes extra ``-e`` vars and
 any further arguments through, and prints the elapsed time and the PLAY RECAP.  It
 knows nothing about what the playbooks do.
@@ -24,7 +25,8 @@ EXAMPLES = """examples:
   tempo deploy                                   # libfaketime + tempod on the lab `tslab`
   tempo deploy --playbook collect -e collect_dir=results/collected/now
   tempo deploy --name tlab2 -e tempod_round_interval_s=5
-  tempo deploy --inventory inventory/vagrant/hosts.yml -- --limit n1 --check
+  tempo deploy --provider vagrant                # the VMs of `tempo vm up`
+  tempo deploy --inventory inventory/aws/aws_ec2.yml -- --limit n1 --check
 """
 
 
@@ -37,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--playbook", "-p", choices=PLAYBOOKS, default="deploy", help="which playbook (default deploy)")
+    p.add_argument("--provider", choices=("lab", "vagrant", "inventory"),
+                   help="whose inventory (default: inventory if --inventory is given, else lab)")
+    p.add_argument("--vm", dest="vm_name", default="tvm", help="VM lab of provider vagrant (default tvm)")
     p.add_argument("--inventory", "-i", help="inventory file or folder (default: the lab's, see --name)")
     p.add_argument("--name", default="tslab", help="lab whose generated inventory to use (default tslab)")
     p.add_argument("-e", "--extra-vars", action="append", default=[], metavar="VARS",
@@ -46,10 +51,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def build_argv(args: argparse.Namespace) -> list[str]:
-    if args.inventory:
+    provider = getattr(args, "provider", None) or ("inventory" if args.inventory else "lab")
+    if provider == "inventory":
+        if not args.inventory:
+            raise EnvironmentProblem("--provider inventory needs --inventory")
         inventory = Path(args.inventory)
         if not inventory.exists():
             raise EnvironmentProblem(f"inventory {inventory} does not exist")
+    elif provider == "vagrant":
+        from .providers import make_provider
+
+        inventory = make_provider("vagrant", vm_name=getattr(args, "vm_name", None)).existing().inventory
     else:
         from .lab import plan
 

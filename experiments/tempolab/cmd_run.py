@@ -17,6 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run a suite's trials on the lab (default) or an inventory and record "
                     "everything under results/<YYYYmmdd-HHMMSS>-<suite>/.",
         epilog="examples:\n  tempo run smoke\n  tempo run leader-kill --quiet\n"
+               "  tempo run smoke --provider vagrant       # on the VMs of `tempo vm up`\n"
                "  tempo run --resume results/20261123-101500-leader-kill\n"
                "  tempo run protocols --protocol berkeley,cristian,ntp\n"
                "  tempo run --cleanup --lab trun",
@@ -26,7 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p.add_argument("suite", nargs="?", help=f"built-in suite name ({', '.join(builtin_suites())}) "
                    "or a suite YAML path")
-    p.add_argument("--inventory", "-i", type=Path, help="Ansible inventory (default: the lab's)")
+    p.add_argument("--provider", choices=("lab", "vagrant", "inventory"),
+                   help="where the nodes come from (default: the suite's provider:, else "
+                        "inventory when one is given, else the local lab)")
+    p.add_argument("--vm", dest="vm_name", help="VM lab of provider vagrant (default tvm)")
+    p.add_argument("--inventory", "-i", type=Path, help="Ansible inventory (provider inventory)")
     p.add_argument("--lab", dest="lab_name", help="lab name (default: the suite's, tslab)")
     p.add_argument("--subnet", dest="lab_subnet", help="lab subnet when the lab is created")
     p.add_argument("--out", type=Path, default=REPO / "results", help="results folder (default: results/)")
@@ -66,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     opts = RunOptions(results=args.out, inventory=args.inventory, lab_name=args.lab_name,
                       lab_subnet=args.lab_subnet, quiet=args.quiet, resume=args.resume,
-                      deploy=args.deploy)
+                      deploy=args.deploy, provider=args.provider, vm_name=args.vm_name)
     if args.cleanup:
         suite = Suite(name="cleanup", source="--cleanup")
         if args.suite:
@@ -84,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         from .runner.runfolder import RunFolder
 
         m = RunFolder.open(args.resume).read_manifest()
+        if opts.provider is None and m.get("provider"):
+            opts.provider = m["provider"]
         if opts.inventory is None and opts.lab_name is None:
             if m.get("lab"):
                 opts.lab_name = m["lab"]

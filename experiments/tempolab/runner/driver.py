@@ -26,6 +26,7 @@ from ..errors import EnvironmentProblem, HostUnreachable, TempoError
 from . import deploy, facts, faults, protocols
 from .cpu import CpuSampler
 from .faults import Fault, NodeRef
+from ..providers import Deployment, Provider, make_provider
 from .hosts import REPO, Host, lab_inventory_path, load_hosts
 from .observer import Observer
 from .progress import Progress, print_summary, summarize
@@ -44,6 +45,8 @@ class RunOptions:
     inventory: Path | None = None       # None: the suite's, else the lab's
     lab_name: str | None = None         # overrides the suite's lab name
     lab_subnet: str | None = None
+    provider: str | None = None         # lab | vagrant | inventory; None: the suite's
+    vm_name: str | None = None          # the VM lab (provider vagrant), default tvm
     quiet: bool = False
     resume: Path | None = None
     deploy: bool = True                 # False: the cluster is already deployed
@@ -218,36 +221,47 @@ class Runner:
         self.progress = Progress(suite.name, suite.n_trials, quiet=opts.quiet)
         self._deployed_point: dict | None = None
         self._inventory: Path | None = None
-        self._lab = None
+        self._provider: Provider | None = None
+        self.deployment: Deployment | None = None
         self.interrupted = False
         self._protocol = suite.protocols[0]
 
     # ------------------------------------------------------------ infrastructure
     @property
-    def on_lab(self) -> bool:
-        return self.opts.inventory is None and self.suite.inventory is None
+    def provider_name(self) -> str:
+        """--provider, else --inventory, else the suite's provider:/inventory:, else lab."""
+        if self.opts.provider:
+            return self.opts.provider
+        if self.opts.inventory is not None:
+            return "inventory"
+        if self.suite.provider:
+            return self.suite.provider
+        return "inventory" if self.suite.inventory is not None else "lab"
+
+    @property
+    def provider(self) -> Provider:
+        if self._provider is None:
+            self._provider = make_provider(
+                self.provider_name, lab_name=self._lab_name(),
+                lab_subnet=self.opts.lab_subnet or self.suite.lab_subnet,
+                inventory=self.opts.inventory or self.suite.inventory, vm_name=self.opts.vm_name,
+                progress=lambda m: self.progress.log(f"{self.provider_name}: {m}"))
+        return self._provider
 
     def _lab_name(self) -> str:
         return self.opts.lab_name or self.suite.lab_name
 
     def _ensure_hosts(self, point: Suite) -> None:
-        """Inventory -> hosts; on the lab, bring it to the point's node count first."""
-        if self.on_lab:
-            from ..lab import Lab
-
-            name = self._lab_name()
-            lab = Lab(name, subnet=self.opts.lab_subnet or self.suite.lab_subnet,
-                      progress=lambda m: self.progress.log(f"lab: {m}"))
-            if lab.state is None or len(lab.nodes) != point.nodes:
-                if self.hosts:
-                    self.collect()  # nodes may go away: keep their logs first
-                self.progress.set(phase=f"lab up {point.nodes} nodes")
-                lab.up(point.nodes)
-                self._deployed_point = None
-            self._lab = lab
-            inv = lab.inventory_path
-        else:
-            inv = Path(self.opts.inventory or self.suite.inventory)  # type: ignore[arg-type]
+        """Provider -> hosts; a provider that makes hosts brings them to the point's count."""
+        prov = self.provider
+        if prov.would_change(point.nodes):
+            if self.hosts:
+                self.collect()  # nodes may go away: keep their logs first
+            self.progress.set(phase=f"{prov.name} up {point.nodes} nodes")
+            self._deployed_point = None
+        dep = prov.init(point.nodes)
+        self.deployment = dep
+        inv = dep.inventory
         if inv != self._inventory or self.pool is None or self._deployed_point is None:
             hosts = load_hosts(inv)
             if [h.name for h in hosts] != [h.name for h in self.hosts]:
@@ -262,16 +276,11 @@ class Runner:
             self._inventory = inv
 
     def _ensure_hosts_existing(self) -> None:
-        """Hosts of an existing lab or inventory, never creating or resizing a lab."""
-        if self.on_lab:
-            from ..lab import Lab
-
-            inv = Lab.load(self._lab_name()).inventory_path
-        else:
-            inv = Path(self.opts.inventory or self.suite.inventory)  # type: ignore[arg-type]
-        self.hosts = load_hosts(inv)
+        """Hosts as the provider has them, never creating or resizing anything."""
+        dep = self.deployment = self.provider.existing()
+        self.hosts = load_hosts(dep.inventory)
         self.pool = SshPool(self.hosts)
-        self._inventory = inv
+        self._inventory = dep.inventory
 
     @property
     def noderefs(self) -> list[NodeRef]:
@@ -605,19 +614,20 @@ class Runner:
         s = self.suite
         return {"suite": s.as_dict(), "suite_raw": self.suite_raw, "seed": s.seed,
                 "inventory": None if self._inventory is None else str(self._inventory),
-                "lab": self._lab_name() if self.on_lab else None,
+                "provider": self.provider_name,
+                "lab": self._lab_name() if self.provider_name == "lab" else None,
                 "nodes": {}, "versions": _versions(), "git_commit": _git_commit(),
                 "host": host_facts(), "started": time.time(), "ended": None,
                 "status": "running", "n_trials": s.n_trials}
 
     def run(self) -> int:
         s = self.suite
-        if self.on_lab:
+        if self.provider.shares_host_kernel:
             # lab nodes share this kernel: refuse before creating anything
             deploy.require_netem(s, local_kernel=True)
         self._ensure_hosts(s.at_point(0))
         assert self.pool is not None
-        if not self.on_lab:
+        if not self.provider.shares_host_kernel:
             deploy.require_netem(s, local_kernel=False, check_remote=lambda cmd: {
                 n: r.rc == 0 for n, r in self.pool.run_many(  # type: ignore[union-attr]
                     {h.name: cmd for h in self.hosts}).items()})
@@ -638,6 +648,7 @@ class Runner:
                                  retry_bound_floor_s=s.observer_retry_bound_s,
                                  retry_factor=s.observer_retry_factor,
                                  realtime_priority=s.observer_realtime_priority,
+                                 netns=self.deployment.netns if self.deployment else None,
                                  sink=self._record("observer"))
         pool = self.pool
 

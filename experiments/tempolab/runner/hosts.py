@@ -2,7 +2,8 @@
 
 Owns reading an Ansible inventory through ``ansible-inventory --list`` (so every format
 Ansible accepts works: YAML, INI, dynamic plugins) and picking the group ``tempo_nodes``.
-It does not open connections.
+A host var ``tempo_netns`` says the host is reachable only inside that network namespace
+(the VM lab's); the connections are opened there (``providers.netns``), not here.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class Host:
     user: str = "root"
     port: int = 22
     key_file: str | None = None
+    netns: str | None = None   # reachable only from inside this network namespace (VMs)
 
 
 def lab_inventory_path(name: str) -> Path:
@@ -64,6 +66,7 @@ def hosts_from_inventory_json(data: dict[str, Any], source: str) -> list[Host]:
             user=str(hv.get("ansible_user", "root")),
             port=int(hv.get("ansible_port", 22)),
             key_file=str(key) if key else None,
+            netns=str(hv["tempo_netns"]) if hv.get("tempo_netns") else None,
         ))
     return out
 

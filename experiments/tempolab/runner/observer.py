@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from . import ntpwire
+from ..providers.netns import socket_in
 from .faults import NodeRef
 
 Sample = dict[str, Any]
@@ -96,7 +97,8 @@ class Observer:
                  timeout_s: float = 0.5, sink: Callable[[Sample], None] | None = None,
                  history: int = 200_000, clock: Callable[[], float] = time.time,
                  retries: int = RETRIES, retry_bound_floor_s: float = RETRY_BOUND_FLOOR_S,
-                 retry_factor: float = RETRY_FACTOR, realtime_priority: int = 0):
+                 retry_factor: float = RETRY_FACTOR, realtime_priority: int = 0,
+                 netns: str | None = None):
         if hz <= 0:
             raise ValueError(f"observer rate must be > 0 Hz, got {hz}")
         if retries < 0:
@@ -115,6 +117,9 @@ class Observer:
         if not 0 <= realtime_priority <= 99:
             raise ValueError(f"observer realtime priority must be 0 (off) or 1-99, got {realtime_priority}")
         self.realtime_priority = realtime_priority
+        # VMs: the socket is created inside their namespace (providers.netns); the
+        # controller's clock is the same in every namespace, so t1/t4 are unchanged
+        self.netns = netns
         self.realtime_warning: str | None = None
         self._running = threading.Event()
         self._bounds: dict[str, collections.deque[float]] = {}
@@ -316,7 +321,7 @@ class Observer:
         finally:
             self._running.set()
         sel = selectors.DefaultSelector()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock = socket_in(self.netns, socket.AF_INET, socket.SOCK_DGRAM)
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         kernel_ts = False

@@ -16,6 +16,7 @@ from pathlib import Path
 import paramiko
 
 from ..errors import HostUnreachable
+from ..providers.netns import connect_in
 from .hosts import Host
 
 
@@ -52,8 +53,11 @@ class SshPool:
         # ssh options make the same choice for Ansible
         client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
         try:
+            # a VM's address exists only in its namespace: the TCP socket is made there
+            sock = (connect_in(h.netns, h.ssh_host, h.port, self.connect_timeout_s)
+                    if h.netns else None)
             client.connect(h.ssh_host, port=h.port, username=h.user, key_filename=h.key_file,
-                           timeout=self.connect_timeout_s, banner_timeout=self.connect_timeout_s,
+                           sock=sock, timeout=self.connect_timeout_s, banner_timeout=self.connect_timeout_s,
                            auth_timeout=self.connect_timeout_s, allow_agent=False,
                            look_for_keys=h.key_file is None)
         except (OSError, paramiko.SSHException) as exc:
