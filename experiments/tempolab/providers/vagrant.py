@@ -43,10 +43,18 @@ class VagrantProvider:
     def would_change(self, nodes: int) -> bool:
         return self._count() != nodes
 
-    def init(self, nodes: int | None = None) -> Deployment:
-        if nodes is not None and self.would_change(nodes):
-            self.vm.up(nodes)
+    def init(self, nodes: int | None = None,
+             qemuenv: dict[str, dict[str, str]] | None = None) -> Deployment:
+        """``qemuenv``: per-guest qemu environment (kernel clock mode); guests whose
+        environment differs from their running one are booted again."""
+        if nodes is not None and (self.would_change(nodes) or
+                                  (qemuenv is not None and self._env_differs(nodes, qemuenv))):
+            self.vm.up(nodes, qemuenv=qemuenv)
         return self._deployment()
+
+    def _env_differs(self, nodes: int, qemuenv: dict[str, dict[str, str]]) -> bool:
+        have = self.vm.qemuenv()
+        return any(have.get(f"n{k}", {}) != qemuenv.get(f"n{k}", {}) for k in range(1, nodes + 1))
 
     def existing(self) -> Deployment:
         return self._deployment()

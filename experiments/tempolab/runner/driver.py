@@ -308,6 +308,32 @@ class Runner:
             self._pause_sampling(False)
         self._deployed_point = key
         self._fetch_profiles()
+        if point.clock_mode == "kernel":
+            self._prepare_kernel_clocks()
+
+    def _prepare_kernel_clocks(self) -> None:
+        """Kernel clock mode: measure each guest's delivered rate, step it to its offset,
+        record both, then start the daemons (deploy left them stopped)."""
+        from tempod.profile import load_profile
+
+        from ..vm import kclock, kclock_probe
+
+        assert self.rf is not None and self.pool is not None
+        profs = {h.name: load_profile(self.rf.node_dir(h.name) / "drift.toml") for h in self.hosts}
+        self.progress.set(phase="kernel clocks: measuring and stepping the guests (20 s)")
+        recs = kclock_probe.prepare_nodes(
+            self.pool, self.hosts, self.rf.path, profs,
+            host_tsc_mhz=kclock.host_tsc_mhz(_dmesg(), Path("/proc/cpuinfo").read_text()),
+            seconds=20.0, progress=self.progress.log)
+        self._event("kernel_clocks", nodes={n: r.delivered_rate_ppm for n, r in recs.items()})
+        m = self.rf.read_manifest()
+        for n in recs:
+            node = m["nodes"].setdefault(n, {})
+            node["requested_profile"] = node.get("profile")
+            node["profile"] = _profile_dict(self.rf.node_dir(n) / "drift.toml")
+            node["kernel_clock"] = json.loads((self.rf.node_dir(n) / "kernel_clock.json").read_text())
+        self.rf.write_manifest(m)
+        self.pool.run_many({h.name: faults.service_cmd("start") for h in self.hosts})
 
     def _pause_sampling(self, on: bool) -> None:
         # nothing to observe while ansible (re)starts the daemons; samples then would
@@ -622,8 +648,14 @@ class Runner:
 
     def run(self) -> int:
         s = self.suite
+        from ..vm import kclock
+
+        # refuse before creating anything: lab nodes share this kernel (no netem, and
+        # its clock must never be disciplined)
+        kclock.require_provider(s.clock_mode, provider=self.provider_name,
+                                shares_host_kernel=self.provider.shares_host_kernel,
+                                has_vms=self.provider_name == "vagrant")
         if self.provider.shares_host_kernel:
-            # lab nodes share this kernel: refuse before creating anything
             deploy.require_netem(s, local_kernel=True)
         self._ensure_hosts(s.at_point(0))
         assert self.pool is not None
@@ -709,6 +741,13 @@ class Runner:
         summ = summarize(trials, self.rf.read("observer"), warm, interrupted=self.interrupted)
         print_summary(summ, str(self.rf.path), plain=self.opts.quiet)
         return summ
+
+
+def _dmesg() -> str:
+    try:
+        return subprocess.run(["dmesg"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
 
 
 def _profile_dict(path: Path) -> dict[str, Any] | None:

@@ -172,7 +172,13 @@ class VmLab:
         daemons.running(self.netns)  # raises on someone else's libvirtd
 
     # ------------------------------------------------------------ up
-    def up(self, n: int) -> Path:
+    def up(self, n: int, qemuenv: dict[str, dict[str, str]] | None = None) -> Path:
+        """Bring the lab to ``n`` running guests; safe to repeat.
+
+        ``qemuenv`` (node -> environment of its qemu process, the kernel clock mode's
+        rate under libfaketime) replaces the stored one; a guest whose environment
+        changes is destroyed and booted again, because qemu reads it only at start.
+        """
         self.preflight(n)
         prev = self.state()
         if prev and prev.get("phase") != "up":
@@ -192,7 +198,10 @@ class VmLab:
         self._ensure_pool()
         self._ensure_network(max(n, old_n))
         self._prestage_box_volume(box)
-        self._write_config(box, n)
+        changed = self._write_config(box, n, qemuenv)
+        if changed:
+            self._progress(f"new qemu environment for {', '.join(changed)}: booting them again")
+            self._vagrant(["destroy", "-f", *changed], check=False)
         if old_n > n:
             self._progress(f"removing guests n{n + 1}..n{old_n}")
             self._vagrant(["destroy", "-f", *[f"n{k}" for k in range(n + 1, old_n + 1)]])
@@ -286,23 +295,24 @@ class VmLab:
                        "qemuenv": qemuenv.get(f"n{k}", {})} for k in range(1, n + 1)],
         }
 
-    def _write_config(self, box: boxmod.Box, n: int) -> None:
-        prev = {}
+    def qemuenv(self) -> dict[str, dict[str, str]]:
+        """The qemu environment per guest as the Vagrantfile last got it."""
         try:
-            prev = {x["name"]: x.get("qemuenv", {})
+            return {x["name"]: x.get("qemuenv", {})
                     for x in json.loads(self.config_path.read_text())["nodes"]}
         except (OSError, ValueError, KeyError):
-            pass
-        (self.dir / "console").mkdir(parents=True, exist_ok=True)
-        cfg = self.guest_config(box, n, prev)
-        self.config_path.write_text(json.dumps(cfg, indent=2))
+            return {}
 
-    def set_qemuenv(self, env: dict[str, dict[str, str]]) -> None:
-        """Per-guest qemu environment for the next boot (kernel clock mode's hook)."""
-        cfg = json.loads(self.config_path.read_text())
-        for node in cfg["nodes"]:
-            node["qemuenv"] = dict(env.get(node["name"], {}))
+    def _write_config(self, box: boxmod.Box, n: int,
+                      qemuenv: dict[str, dict[str, str]] | None) -> list[str]:
+        """Write the Vagrantfile's variables; the running guests whose qemu env changed."""
+        prev = self.qemuenv()
+        want = prev if qemuenv is None else {k: dict(v) for k, v in qemuenv.items()}
+        (self.dir / "console").mkdir(parents=True, exist_ok=True)
+        cfg = self.guest_config(box, n, want)
         self.config_path.write_text(json.dumps(cfg, indent=2))
+        return [f"n{k}" for k in range(1, n + 1)
+                if f"n{k}" in prev and prev.get(f"n{k}", {}) != want.get(f"n{k}", {})]
 
     def vagrant_env(self) -> dict[str, str]:
         return dict(boxmod.vagrant_env(), VAGRANT_CWD=str(self.repo / "inventory" / "vagrant"),
