@@ -145,3 +145,27 @@ def test_guest_clock_probe_reports_a_dead_reader() -> None:
     with pytest.raises(KernelModeError, match="unexpected answer"):
         with GuestClockProbe(["sh", "-c", "exit 3", "x"]):
             pass
+
+
+def test_qemu_envs_use_the_rates_the_role_will_draw() -> None:
+    """The role's filter (roles/tempod/filter_plugins/tempod_drift.py) draws per node name
+    with the suite's seed; the qemu of each guest must start with that same rate."""
+    import sys
+    from pathlib import Path
+
+    from tempolab.runner.suite import parse_suite
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "roles/tempod/filter_plugins"))
+    import tomllib
+
+    from tempod_drift import tempod_drift_profile
+
+    s = parse_suite({"name": "k", "nodes": 3, "clock_mode": "kernel", "seed": 7,
+                     "drift": {"max_ppm": 500, "max_offset_s": 0.2}}, "k.yaml")
+    envs = kclock.qemu_envs(["n1", "n2", "n3"], s)
+    for n in ("n1", "n2", "n3"):
+        toml = tempod_drift_profile(n, seed=7, distribution="uniform", offset_range_s=[-0.2, 0.2],
+                                    rate_range_ppm=[-500, 500], epoch_unix_s=EPOCH)
+        rate = tomllib.loads(toml)["rate_ppm"]
+        assert envs[n]["FAKETIME"] == f"+0 x{1 + rate * 1e-6:.9f}"
+    assert len({e["FAKETIME"] for e in envs.values()}) == 3

@@ -139,3 +139,26 @@ def test_the_asymmetry_suite_loads_and_needs_netem_and_vms() -> None:
     assert "netem" in s.requires and s.clock_mode == "kernel"
     asym = [f.delay_ms - f.reverse_delay_ms for f in s.faults if f.kind == "asym_delay"]
     assert len(set(asym)) >= 3 and min(asym) < 0 < max(asym)
+
+
+def test_the_lab_refuses_kernel_mode_and_netem_suites_before_anything_starts(capsys, tmp_path, monkeypatch):
+    """On this host: `tempo run smoke --clock-mode kernel` and the asymmetry suite on the
+    lab stop with the reason, creating nothing (no lab, no run folder)."""
+    from tempolab.cli import main
+    from tempolab.runner import driver
+
+    touched = []
+    monkeypatch.setattr(driver.Runner, "_ensure_hosts", lambda self, p: touched.append(p))
+    out = tmp_path / "out"
+    assert main(["run", "smoke", "--clock-mode", "kernel", "--provider", "lab", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "clock_mode kernel refused on provider lab" in err and "never be adjusted" in err
+    assert main(["run", "asymmetry", "--provider", "lab", "--clock-mode", "faketime", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "needs netem" in err and "this kernel has none" in err  # the real check: no sch_netem here
+    inv = tmp_path / "hosts.yml"
+    inv.write_text("all:\n  hosts:\n    n1: {ansible_host: 10.79.0.11}\n")
+    assert main(["run", "smoke", "--clock-mode", "kernel", "--provider", "inventory",
+                 "--inventory", str(inv), "--out", str(out)]) == 2
+    assert "clock_mode kernel needs VMs" in capsys.readouterr().err
+    assert touched == [] and not out.exists()

@@ -46,6 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--protocol", metavar="P[,P...]",
                    help="override the suite's protocol axis: berkeley, cristian, ntp or a "
                         "comma-separated list run in turn (same nodes, drift, fault draws)")
+    p.add_argument("--clock-mode", dest="clock_mode", choices=("faketime", "kernel"),
+                   help="override the suite's clock_mode (kernel: the VMs' own kernel clocks, drifted "
+                        "below the guest kernel; provider vagrant only, docs/clock.md)")
     p.add_argument("--no-deploy", dest="deploy", action="store_false",
                    help="use the daemons already deployed (restart them instead of ansible)")
     p.set_defaults(func=run)
@@ -101,9 +104,10 @@ def run(args: argparse.Namespace) -> int:
         protocol = None
         if args.protocol is not None:
             protocol = [p.strip() for p in args.protocol.split(",") if p.strip()]
-        if args.trials is not None or args.seed is not None or protocol is not None:
+        if (args.trials is not None or args.seed is not None or protocol is not None
+                or args.clock_mode is not None):
             suite, raw = _override(suite, raw, trials=args.trials, seed=args.seed,
-                                   protocol=protocol)
+                                   protocol=protocol, clock_mode=args.clock_mode)
     else:
         raise ConfigError("give a SUITE, --resume RUN_DIR or --cleanup")
     old = signal.signal(signal.SIGTERM, _sigterm)

@@ -259,7 +259,13 @@ class Runner:
                 self.collect()  # nodes may go away: keep their logs first
             self.progress.set(phase=f"{prov.name} up {point.nodes} nodes")
             self._deployed_point = None
-        dep = prov.init(point.nodes)
+        if point.clock_mode == "kernel" and self.provider_name == "vagrant":
+            # the drift goes below each guest kernel: its qemu starts with the node's rate
+            from ..vm import kclock
+            dep = prov.init(point.nodes, qemuenv=kclock.qemu_envs(  # type: ignore[call-arg]
+                [f"n{k}" for k in range(1, point.nodes + 1)], point))
+        else:
+            dep = prov.init(point.nodes)
         self.deployment = dep
         inv = dep.inventory
         if inv != self._inventory or self.pool is None or self._deployed_point is None:

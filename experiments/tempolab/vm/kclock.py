@@ -265,3 +265,26 @@ def require_provider(clock_mode: str, *, provider: str, shares_host_kernel: bool
         raise ConfigError(f"clock_mode kernel needs VMs the tempo VM provider boots (provider vagrant), "
                           f"not provider {provider}: the drift is applied below the guest kernel, by "
                           "its qemu process")
+
+
+def requested_rates_ppm(names: Sequence[str], seed: int, distribution: str, max_ppm: float,
+                        max_offset_s: float) -> dict[str, float]:
+    """Each node's drift rate as the tempod role will draw it (its filter plugin calls
+    generate_profiles per node name with the suite's seed and ranges), known before the
+    guests boot: qemu needs the rate at its start. The epoch does not change the draw."""
+    from tempod.profile import generate_profiles
+
+    out = {}
+    for n in names:
+        p = generate_profiles([str(n)], seed, distribution, epoch_unix_s=0.0,
+                              offset_s=(-max_offset_s, max_offset_s), rate_ppm=(-max_ppm, max_ppm))[str(n)]
+        out[str(n)] = p.rate_ppm
+    return out
+
+
+def qemu_envs(names: Sequence[str], suite) -> dict[str, dict[str, str]]:
+    """Per-guest qemu environment for a kernel-mode suite point (``runner.suite.Suite``)."""
+    d = suite.drift
+    seed = suite.seed if d.seed is None else d.seed
+    rates = requested_rates_ppm(names, seed, d.distribution, d.max_ppm, d.max_offset_s)
+    return {n: qemu_env(DriftProfile(0.0, 0.0, r)) for n, r in rates.items()}
