@@ -11,6 +11,7 @@ networks or running VMs.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -193,7 +194,26 @@ def _run(argv: list[str], step: Step, label: str, **kw) -> None:
 
 
 def build(cache: Path = CACHE, step: Step = lambda m: None, force: bool = False) -> Box:
-    """Build the box for the current recipe unless the cache already holds it."""
+    """Build the box for the current recipe unless the cache already holds it.
+
+    One build at a time per cache (a lock file): a second caller waits, then finds it.
+    """
+    box, _ = box_for(cache)
+    if box.ready and not force:
+        step(f"box {box.name} cached in {box.dir}")
+        return box
+    box.dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(box.dir.parent / ".build.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            step("another box build is running: waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            force = False
+        return _build_locked(cache, step, force)
+
+
+def _build_locked(cache: Path, step: Step, force: bool) -> Box:
     box, rec = box_for(cache)
     if box.ready and not force:
         step(f"box {box.name} cached in {box.dir}")
