@@ -20,6 +20,7 @@ import math
 import re
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 RESULT_COLUMNS = ["window", "t_start", "t_end", "master", "delay_ms", "reverse_delay_ms", "asymmetry_ms",
@@ -50,9 +51,11 @@ def measure(samples: pd.DataFrame, windows: list[Window], *, settle_s: float = 1
             floor_s: float = 1e-3, rel: float = 0.25) -> pd.DataFrame:
     """One row per window: measured and expected bias, and whether they agree.
 
-    ``samples``: columns ``t_ref``, ``node``, ``offset_s`` (node - true). Per window
-    and node the median offset over ``[t_start + settle_s, t_end]``; the bias of a
-    follower is its median minus the master's, the window's bias the mean over
+    ``samples``: columns ``t_ref``, ``node``, ``offset_s`` (node - true). Per window,
+    over ``[t_start + settle_s, t_end]``, each follower sample is compared with the
+    master's offset interpolated at the same reference time (the whole group may drift
+    against true time: at 2 % a 0.1 s mismatch in sample times would be 2 ms); a
+    follower's bias is the median of those differences, the window's the mean over
     followers. ``within``: ``|error| <= max(floor_s, rel * |expected|)`` -- the floor is
     the guest-to-guest delay jitter under TCG (DESIGN.md 9), ``rel`` the other errors
     the theory ignores (the netem timer's granularity, processing time one way).
@@ -61,13 +64,20 @@ def measure(samples: pd.DataFrame, windows: list[Window], *, settle_s: float = 1
     s = samples.dropna(subset=["offset_s"])
     for i, w in enumerate(windows):
         part = s[(s["t_ref"] >= w.t_start + settle_s) & (s["t_ref"] <= w.t_end)]
-        med = part.groupby("node")["offset_s"].median()
-        followers = [n for n in med.index if n != w.master]
+        m = part[part["node"] == w.master].sort_values("t_ref")
+        followers = sorted(n for n in part["node"].unique() if n != w.master)
         exp = expected_bias_s(w.asymmetry_ms)
-        if w.master not in med.index or not followers:
+        biases = []
+        if len(m) >= 2:
+            for f in followers:
+                fs = part[(part["node"] == f) & (part["t_ref"] >= m["t_ref"].iloc[0])
+                          & (part["t_ref"] <= m["t_ref"].iloc[-1])]
+                if len(fs):
+                    at = np.interp(fs["t_ref"], m["t_ref"], m["offset_s"])
+                    biases.append(float(np.median(fs["offset_s"].to_numpy() - at)))
+        if not biases:
             got = spread = math.nan
         else:
-            biases = [med[f] - med[w.master] for f in followers]
             got = sum(biases) / len(biases)
             spread = max(biases) - min(biases)
         err = got - exp
