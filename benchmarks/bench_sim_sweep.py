@@ -110,7 +110,7 @@ def main() -> int:
     for x in crashes[:3]:
         print(f"    seed {x['seed']}: {x['cmd']}\n" + "\n".join("      " + ln for ln in x["crash"].splitlines()))
     bad = False
-    for inv in ("one_master", "monotonic", "post_sync_skew"):
+    for inv in ("one_master", "monotonic", "stable_master", "post_sync_skew"):
         viol = [x for x in ok if inv in x["violations"]]
         checks = sum(x["checks"][inv] for x in ok)
         line = f"  {inv:<15} violations {len(viol):>4} / {len(ok)} runs  ({checks} checks)"

@@ -66,7 +66,7 @@ def test_every_table_edge_is_taken_and_every_state_reachable():
     declared = {(s, ev, d) for (s, ev), tr in TRANSITIONS.items() for d in tr.targets}
     seen: set[tuple[State, Ev, State]] = set()
     reached: set[State] = {State.START}
-    contexts = itertools.product(["n2", "n3"], [0, 99], [0.001, 30.0], [True, False], [False, True])
+    contexts = itertools.product(["n0", "n2", "n3"], [0, 99], [0.001, 30.0], [True, False], [False, True])
     for (state, ev), (peer, rank, dt, eligible, prep) in itertools.product(TRANSITIONS, list(contexts)):
         e = make(cfg(master_eligible=eligible))
         t = reach(e, state)
@@ -74,7 +74,7 @@ def test_every_table_edge_is_taken_and_every_state_reachable():
             continue            # this context cannot reach `state` (e.g. ineligible LEADER)
         if prep and state is State.CONFLICT:
             e.on_message(Ev.MASTERACK, "n3", t, rank=99)   # a stronger contender answered
-        out = e.dispatch(ev, e.name if ev in (Ev.TIMEOUT, Ev.ANSWER_DUE, Ev.TEST) else peer,
+        out = e.dispatch(ev, e.name if ev in (Ev.TIMEOUT, Ev.ANSWER_DUE, Ev.RESEND, Ev.TEST) else peer,
                          t + dt, rank=rank)
         seen.add((state, ev, e.state))
         reached.add(e.state)
@@ -123,25 +123,87 @@ def test_voter_answers_after_random_delay_and_refuses_second_candidate():
     assert [(a.to, a.msg.type) for a in sends(out)] == [("n3", MsgType.REFUSE)]
 
 
-def test_follower_detects_master_loss_after_round_interval_plus_timeout():
+def test_follower_detects_master_loss_after_master_timeout_not_round_interval():
     e = make()
     e.on_message(Ev.MASTERACK, "n2", 0.0)
     c = e.cfg
     d = e.next_deadline()
-    assert c.round_interval_s + c.election_timeout_min_s <= d <= c.round_interval_s + c.election_timeout_max_s
-    e.on_message(Ev.ROUND, "n2", 5.0)          # a round refreshes it
-    assert e.next_deadline() == pytest.approx(d + 5.0)
-    e.on_timer(e.next_deadline())
+    assert c.master_timeout_min_s <= d <= c.master_timeout_max_s < c.round_interval_s
+    e.on_message(Ev.ROUND, "n2", 0.5)          # a HEARTBEAT (or a round message) refreshes it
+    assert e.next_deadline() == pytest.approx(d + 0.5)
+    out = e.on_timer(e.next_deadline())
     assert e.state is State.CANDIDATE
+    assert [a.msg.type for a in sends(out)] == [MsgType.ELECTION]
+
+
+def test_heartbeat_is_a_master_message_of_the_table():
+    from tempod.election import EVENT_OF_TYPE
+    assert EVENT_OF_TYPE[MsgType.HEARTBEAT] is Ev.ROUND
+    e = make()
+    e.on_message(Ev.ROUND, "n2", 0.0)          # START hears a heartbeat: joins its sender
+    assert e.state is State.FOLLOWER and e.master == "n2"
 
 
 def test_follower_refuses_candidate_while_master_alive():
     e = make()
     e.on_message(Ev.MASTERACK, "n2", 0.0)
-    out = e.on_message(Ev.ELECTION, "n3", 2.0)
+    w = e.cfg.master_timeout_min_s
+    out = e.on_message(Ev.ELECTION, "n3", 0.9 * w)
     assert e.state is State.FOLLOWER and sends(out, MsgType.REFUSE)
-    out = e.on_message(Ev.ELECTION, "n3", 11.0)   # master missed a round: vote
+    e.on_message(Ev.ROUND, "n2", w)            # heartbeat
+    out = e.on_message(Ev.ELECTION, "n3", w + 0.9 * w)
+    assert e.state is State.FOLLOWER and sends(out, MsgType.REFUSE)
+    out = e.on_message(Ev.ELECTION, "n3", w + 1.01 * w)   # master silent for > min: vote
     assert e.state is State.ACCEPT
+
+
+def test_candidate_sends_election_copies_within_reply_wait():
+    from tempod.election import ELECTION_COPIES
+    e = make()
+    out = e.force(0.0)
+    copies = [a for a in sends(out, MsgType.ELECTION)]
+    t = 0.0
+    while e.state is State.CANDIDATE:
+        t = e.next_deadline()
+        out = e.on_timer(t)
+        copies += sends(out, MsgType.ELECTION)
+    assert len(copies) == ELECTION_COPIES
+    assert e.state is State.LEADER and t == pytest.approx(e.reply_wait_s)
+
+
+def test_one_answer_to_any_copy_ends_a_spurious_candidacy():
+    # The master answers only the last copy (the first two or their answers were lost).
+    e = make()
+    e.on_message(Ev.MASTERACK, "n2", 0.0)
+    e.on_timer(e.next_deadline())
+    assert e.state is State.CANDIDATE
+    t = e.next_deadline()
+    e.on_timer(t)
+    t = e.next_deadline()
+    e.on_timer(t)                              # third copy out
+    e.on_message(Ev.MASTERACK, "n2", t + 0.001)
+    assert e.state is State.FOLLOWER and e.master == "n2"
+    # ... or a follower that heard the master refuses: lost, and the next heartbeat rejoins.
+    e2 = make()
+    e2.on_message(Ev.MASTERACK, "n2", 0.0)
+    e2.on_timer(e2.next_deadline())
+    t = e2.next_deadline()
+    e2.on_timer(t)
+    e2.on_message(Ev.REFUSE, "n3", t + 0.001)
+    assert e2.state is State.NOLEADER
+    e2.on_message(Ev.ROUND, "n2", t + 0.2)
+    assert e2.state is State.FOLLOWER and e2.master == "n2"
+
+
+def test_master_timeout_must_span_three_heartbeats():
+    with pytest.raises(ValueError, match="master_timeout_min_s"):
+        cfg(heartbeat_interval_s=0.3, master_timeout_min_s=0.6, master_timeout_max_s=1.2)
+    with pytest.raises(ValueError, match="master_timeout_max_s"):
+        cfg(master_timeout_min_s=0.8, master_timeout_max_s=0.7)
+    with pytest.raises(ValueError, match="heartbeat_interval_s"):
+        cfg(round_interval_s=1.0, heartbeat_interval_s=2.0, master_timeout_min_s=6.0,
+            master_timeout_max_s=6.0)
+    cfg(heartbeat_interval_s=0.2, master_timeout_min_s=0.6, master_timeout_max_s=0.6)
 
 
 def test_consistency_sends_conflict_to_own_master():

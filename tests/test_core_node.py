@@ -217,3 +217,81 @@ def test_purged_follower_rejoins_on_masterup():
     assert victim in c.nodes[m].followers
     assert len(c.events("adjust", victim)) > n_adj
     assert c.master() == m
+
+
+# --- master heartbeat (issue 12) ----------------------------------------------------
+
+def _candidacies(c: Cluster, since: float) -> list[tuple[float, str]]:
+    return [(t, n) for t, n, l in c.logs
+            if t >= since and l.event == "election" and l.fields["phase"] == "candidate"]
+
+
+def test_master_heartbeats_every_follower_between_rounds():
+    c = Cluster([0.0, 0.0, 0.0])
+    sent: list[tuple[float, str, str]] = []
+
+    def count(src, dst, msg):
+        if msg.type == MsgType.HEARTBEAT:
+            sent.append((c.t, src, dst))
+        return False
+
+    c.drop = count
+    c.run_until(30.0)
+    m = c.master()
+    cfg = c.nodes[m].cfg
+    window = [(t, s, d) for t, s, d in sent if 20.0 <= t < 30.0]
+    assert {s for _, s, _ in window} == {m}
+    for f in set(c.nodes) - {m}:
+        n = sum(1 for _, _, d in window if d == f)
+        assert abs(n - 10.0 / cfg.heartbeat_interval_s) <= 1
+    # the follower's loss timer runs from the last heartbeat, not from the last round
+    f = next(n for n in c.nodes if n != m)
+    assert c.nodes[f].next_deadline() - c.hw(f) <= cfg.master_timeout_max_s
+
+
+def test_without_heartbeats_followers_would_stand_between_rounds():
+    # Dropping every HEARTBEAT leaves 10 s of silence between rounds: the followers'
+    # timers fire, the candidacies meet a live master (MASTERACK) and end; no new master.
+    c = Cluster([0.0, 0.0, 0.0])
+    c.run_until(20.0)
+    m = c.master()
+    c.drop = lambda src, dst, msg: msg.type == MsgType.HEARTBEAT
+    c.run_until(60.0)
+    assert _candidacies(c, 20.0)
+    assert c.master() == m
+
+
+def test_one_lost_heartbeat_in_two_never_starts_a_candidacy():
+    # The timeout spans >= 3 heartbeat intervals: with every other heartbeat lost the
+    # longest silence is 2 intervals.
+    c = Cluster([0.0, 0.0, 0.0, 0.0])
+    c.run_until(20.0)
+    m = c.master()
+    n = {"k": 0}
+
+    def every_other(src, dst, msg):
+        if msg.type == MsgType.HEARTBEAT:
+            n["k"] += 1
+            return n["k"] % 2 == 0
+        return False
+
+    c.drop = every_other
+    c.run_until(80.0)
+    assert not _candidacies(c, 20.0)
+    assert c.master() == m
+
+
+def test_killed_master_replaced_within_heartbeat_bound():
+    c = Cluster([0.0, 0.0, 0.0, 0.0, 0.0])
+    c.run_until(25.0)
+    m = c.master()
+    c.down.add(m)
+    kill_t = c.t
+    c.run_until(kill_t + 5.0)
+    new = c.master()
+    assert new != m
+    t_new = min(t for t, n, l in c.logs if t > kill_t and n == new and l.event == "state"
+                and l.fields["to"] == "LEADER")
+    cfg = c.nodes[new].cfg
+    rw = cfg.answer_delay_max_s + 2 * cfg.probe_timeout_s
+    assert t_new - kill_t <= cfg.heartbeat_interval_s + cfg.master_timeout_max_s + rw + 0.01

@@ -39,6 +39,7 @@ def test_tshark_dissects_header(tmp_path):
         Message(MsgType.SETTIME, 65535, "node-3", time_ns=1_795_000_000_123_456_789),
         Message(MsgType.LOOP, 300, "node-two", hops=5),
         Message(MsgType.ELECTION, 2, "cand", data={"live": 3}),
+        Message(MsgType.HEARTBEAT, 41, "master-1"),   # Tempo's type 29: the header still decodes
     ]
     pcap = tmp_path / "tsp.pcap"
     write_pcap(pcap, [encode(m) for m in msgs])
@@ -54,4 +55,5 @@ def test_tshark_dissects_header(tmp_path):
         ["5", "1", "65535", "1795000000", "123456", "", "node-3"],
         ["24", "1", "300", "", "", "5", "node-two"],
         ["8", "1", "2", "", "", "", "cand"],
+        ["29", "1", "41", "", "", "", "master-1"],
     ]

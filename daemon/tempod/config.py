@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .nodeconfig import NodeConfig, Peer
+from .nodeconfig import default as _nd   # every node default lives in NodeConfig
 
 DEFAULT_PATH = "/etc/tempo/tempod.toml"
 MAX_NAME_BYTES = 63  # TSP name field is 64 bytes with the NUL (wire.NAME_FIELD_LEN)
@@ -103,9 +104,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "node": {
         "name": Key(str, None, _name_problem, "TSP name of this node: printable ASCII, no spaces, <= 63 bytes. Required."),
         "address": Key(str, None, _address_problem, "IP address both sockets bind to; peers reach this node there. Required."),
-        "tsp_port": Key(int, 525, _between(1, 65535), "UDP port of the TSP protocol (peers and tempoctl); the same on every node."),
-        "ntp_port": Key(int, 123, _between(0, 65535), "UDP port of the NTP responder; 0 disables it."),
-        "master_eligible": Key(bool, True, None, "false: this node never becomes master (it still votes and follows)."),
+        "tsp_port": Key(int, _nd("tsp_port"), _between(1, 65535), "UDP port of the TSP protocol (peers and tempoctl); the same on every node."),
+        "ntp_port": Key(int, _nd("ntp_port"), _between(0, 65535), "UDP port of the NTP responder; 0 disables it."),
+        "master_eligible": Key(bool, _nd("master_eligible"), None, "false: this node never becomes master (it still votes and follows)."),
     },
     "peers": {
         "hosts": Key("hosts", [], None, "Every other node of the group: [{name, address}]. TSP broadcast is a unicast to each."),
@@ -117,26 +118,29 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "required": Key(bool, True, None, "Reject unauthenticated packets. false only for tests on loopback."),
     },
     "timers": {
-        "round_interval_s": Key(float, 10.0, _gt(0), "Master: seconds between synchronization rounds."),
-        "probes_per_round": Key(int, 4, _between(1, 64), "Probe exchanges per follower per round (the smallest round trip wins)."),
-        "probe_timeout_s": Key(float, 0.2, _gt(0), "Seconds to wait for one PROBE_REPLY."),
-        "election_timeout_min_s": Key(float, 3.0, _gt(0), "Lower end of the randomized election timeout."),
-        "election_timeout_max_s": Key(float, 6.0, _gt(0), "Upper end of the randomized election timeout (>= min)."),
-        "answer_delay_max_s": Key(float, 0.05, _ge(0), "Random delay before answering a broadcast (spreads replies)."),
-        "refuse_window_s": Key(float, 1.0, _gt(0), "After accepting a candidate, refuse others for this long."),
-        "retransmit_initial_s": Key(float, 0.05, _gt(0), "First retransmission timeout of a state-changing message (doubles each try)."),
-        "retransmit_max_tries": Key(int, 4, _between(1, 32), "Sends of a state-changing message before the peer counts one miss."),
-        "purge_after_missed": Key(int, 3, _between(1, 1000), "Consecutive missed rounds before the master drops a follower."),
+        "round_interval_s": Key(float, _nd("round_interval_s"), _gt(0), "Master: seconds between synchronization rounds."),
+        "heartbeat_interval_s": Key(float, _nd("heartbeat_interval_s"), _gt(0), "Master: seconds between HEARTBEATs to each follower (independent of rounds)."),
+        "master_timeout_min_s": Key(float, _nd("master_timeout_min_s"), _gt(0), "Follower: lower end of the randomized master-loss timeout (>= 3 heartbeat intervals)."),
+        "master_timeout_max_s": Key(float, _nd("master_timeout_max_s"), _gt(0), "Follower: upper end of the randomized master-loss timeout (>= min)."),
+        "probes_per_round": Key(int, _nd("probes_per_round"), _between(1, 64), "Probe exchanges per follower per round (the smallest round trip wins)."),
+        "probe_timeout_s": Key(float, _nd("probe_timeout_s"), _gt(0), "Seconds to wait for one PROBE_REPLY."),
+        "election_timeout_min_s": Key(float, _nd("election_timeout_min_s"), _gt(0), "Lower end of the randomized wait before standing (no master known, or a lost candidacy)."),
+        "election_timeout_max_s": Key(float, _nd("election_timeout_max_s"), _gt(0), "Upper end of the randomized election timeout (>= min)."),
+        "answer_delay_max_s": Key(float, _nd("answer_delay_max_s"), _ge(0), "Random delay before answering a broadcast (spreads replies)."),
+        "refuse_window_s": Key(float, _nd("refuse_window_s"), _gt(0), "After accepting a candidate, refuse others for this long."),
+        "retransmit_initial_s": Key(float, _nd("retransmit_initial_s"), _gt(0), "First retransmission timeout of a state-changing message (doubles each try)."),
+        "retransmit_max_tries": Key(int, _nd("retransmit_max_tries"), _between(1, 32), "Sends of a state-changing message before the peer counts one miss."),
+        "purge_after_missed": Key(int, _nd("purge_after_missed"), _between(1, 1000), "Consecutive missed rounds before the master drops a follower."),
     },
     "clock": {
-        "backend": Key(str, "process", _one_of("process", "kernel"), "process: the daemon's own clock (libfaketime drifts it); kernel: adjust the system clock (CAP_SYS_TIME)."),
-        "slew_max_ppm": Key(float, 500.0, _open_between(0, 1e6), "Bound on the slew rate of offset corrections (adjtime-like)."),
-        "step_threshold_s": Key(float, 0.128, _gt(0), "Larger forward corrections are stepped; backward ones are always slewed."),
-        "freq_max_ppm": Key(float, 150000.0, _open_between(0, 1e6), "Bound on the learned frequency correction."),
+        "backend": Key(str, _nd("backend"), _one_of("process", "kernel"), "process: the daemon's own clock (libfaketime drifts it); kernel: adjust the system clock (CAP_SYS_TIME)."),
+        "slew_max_ppm": Key(float, _nd("slew_max_ppm"), _open_between(0, 1e6), "Bound on the slew rate of offset corrections (adjtime-like)."),
+        "step_threshold_s": Key(float, _nd("step_threshold_s"), _gt(0), "Larger forward corrections are stepped; backward ones are always slewed."),
+        "freq_max_ppm": Key(float, _nd("freq_max_ppm"), _open_between(0, 1e6), "Bound on the learned frequency correction."),
     },
     "sync": {
-        "agreement_s": Key(float, 0.020, _gt(0), "Fault-tolerant average: clocks within this of the group agree."),
-        "settime_threshold_s": Key(float, 1.0, _gt(0), "Corrections beyond this go out as SETTIME instead of ADJTIME."),
+        "agreement_s": Key(float, _nd("agreement_s"), _gt(0), "Fault-tolerant average: clocks within this of the group agree."),
+        "settime_threshold_s": Key(float, _nd("settime_threshold_s"), _gt(0), "Corrections beyond this go out as SETTIME instead of ADJTIME."),
     },
     "log": {
         "event_log": Key(str, "/var/log/tempo/events.jsonl", _non_empty, "JSON-lines event log (reopened on SIGHUP). Relative paths are relative to the config file."),
@@ -419,6 +423,8 @@ def summary(cfg: DaemonConfig) -> dict[str, Any]:
             "peers": [p.name for p in n.peers], "master_eligible": n.master_eligible,
             "round_interval_s": n.round_interval_s,
             "election_timeout_s": [n.election_timeout_min_s, n.election_timeout_max_s],
+            "heartbeat_interval_s": n.heartbeat_interval_s,
+            "master_timeout_s": [n.master_timeout_min_s, n.master_timeout_max_s],
             "auth_required": cfg.runtime.auth_required, "source": str(cfg.source) if cfg.source else None,
             "realtime_priority": cfg.runtime.realtime_priority}
 

@@ -18,16 +18,30 @@ Theory of operation (after timed's ``timed.c`` / ``slave.c`` / ``candidate.c`` /
 * CANDIDATE: broadcast ELECTION, collect ACCEPT for ``reply_wait``.  Any REFUSE -> lost
   (NOLEADER, new random timeout).  No REFUSE -> LEADER, broadcast MASTERUP.  An
   existing master answers the ELECTION with MASTERACK and the candidate follows it.
-* Voters (START, NOLEADER, CONSISTENCY, FOLLOWER whose master missed a round) go to
+* Voters (START, NOLEADER, CONSISTENCY, FOLLOWER whose master fell silent) go to
   ACCEPT and answer ACCEPT after a random delay <= answer_delay_max_s (so a large group
   does not answer at once); during refuse_window_s they REFUSE any other candidate.
-  A FOLLOWER that heard its master within one round interval REFUSEs (its master is
-  alive).  Two candidates REFUSE each other, both lose and retry after independent
-  random timeouts, which separates them.
-* FOLLOWER: master loss = nothing from the master (round message or MASTERUP) for
-  ``round_interval_s + U(election_timeout_min_s, election_timeout_max_s)`` (the round
-  interval is added because a healthy master is silent between rounds) -> CANDIDATE
-  (eligible) or START.
+  A FOLLOWER that heard its master within ``master_timeout_min_s`` REFUSEs (its master
+  is alive).  Concurrent candidates (timers firing within a network delay of each
+  other) converge on the lowest name instead of all losing: a CANDIDATE that gets the
+  ELECTION of a lower-named rival yields (votes for it), and a voter that gets it
+  within refuse_window_s REFUSEs its first candidate and votes for the lower one; a
+  higher-named rival is REFUSEd as before.  If a REFUSE is lost both may win; the
+  CONFLICT rules below then keep one.
+* FOLLOWER: master loss = nothing from the master (HEARTBEAT, round message or
+  MASTERUP) for ``U(master_timeout_min_s, master_timeout_max_s)``, drawn once per term,
+  -> CANDIDATE (eligible) or START.  The master sends HEARTBEAT to its followers every
+  ``heartbeat_interval_s`` (node.py), so detection does not wait for a round.
+* Loss is not death (the rule that keeps a healthy group's master under loss):
+  (1) the timeout spans >= 3 heartbeats (NodeConfig checks it), so at least two
+  heartbeats in a row must be lost; (2) the candidacy is a pre-vote: the candidate's
+  ELECTION goes out ``ELECTION_COPIES`` times within ``reply_wait`` (RESEND), every
+  follower that heard the master within ``master_timeout_min_s`` REFUSEs each copy and
+  the master answers each with MASTERACK; one answer ends the candidacy (REFUSE ->
+  NOLEADER, MASTERACK -> FOLLOWER of the master), and a NOLEADER node rejoins at the
+  master's next heartbeat.  Nobody else changes state, so a healthy group keeps its
+  master unless every copy's every answer is lost (at 20 % loss and 5 nodes, about
+  (1 - 0.8^2)^(3 x 4) = 5e-6 per candidacy).
 * CONSISTENCY: a FOLLOWER that hears a second master (its MASTERUP or a round message)
   sends CONFLICT(target = the other) to its own master and waits ``4 * reply_wait``;
   a round from its master brings it back, otherwise it re-asks (START).
@@ -54,7 +68,8 @@ Theory of operation (after timed's ``timed.c`` / ``slave.c`` / ``candidate.c`` /
   refused or ignored as a master claim.
 * Every change of state or master returns a ``Log("state", from, to, cause, master)``.
 
-Election messages are not ACKed: losses are covered by the random retries above.
+Election messages are not ACKed: losses are covered by the ELECTION copies and the
+random retries above.
 ``reply_wait = answer_delay_max_s + 2 * probe_timeout_s`` (probe_timeout_s is the
 configured bound on a network round trip).
 
@@ -92,7 +107,7 @@ class State(enum.Enum):
 
 class Ev(enum.Enum):
     """Election inputs: TSP messages (by type), ROUND (a master's PROBE / ADJTIME /
-    SETTIME), TEST (forced election) and the two timers."""
+    SETTIME / HEARTBEAT), TEST (forced election) and the three timers."""
     __hash__ = object.__hash__
 
     MASTERREQ = "MASTERREQ"
@@ -109,6 +124,7 @@ class Ev(enum.Enum):
     TEST = "TEST"
     TIMEOUT = "TIMEOUT"
     ANSWER_DUE = "ANSWER_DUE"
+    RESEND = "RESEND"
 
 
 # Message types that are election events; PROBE/ADJTIME/SETTIME map to ROUND.
@@ -118,7 +134,10 @@ EVENT_OF_TYPE: dict[MsgType, Ev] = {
     MsgType.ELECTION: Ev.ELECTION, MsgType.ACCEPT: Ev.ACCEPT, MsgType.REFUSE: Ev.REFUSE,
     MsgType.CONFLICT: Ev.CONFLICT, MsgType.RESOLVE: Ev.RESOLVE, MsgType.QUIT: Ev.QUIT,
     MsgType.PROBE: Ev.ROUND, MsgType.ADJTIME: Ev.ROUND, MsgType.SETTIME: Ev.ROUND,
+    MsgType.HEARTBEAT: Ev.ROUND,
 }
+# ELECTION copies per candidacy, spread over reply_wait (see "Loss is not death").
+ELECTION_COPIES = 3
 # TEST is a control message (timedc / tempoctl): node.py answers it and calls force().
 
 S = State
@@ -165,10 +184,11 @@ TRANSITIONS: dict[tuple[State, Ev], Transition] = {
     # CANDIDATE: broadcast ELECTION, collecting votes
     (S.CANDIDATE, Ev.ACCEPT): _t("count_vote"),
     (S.CANDIDATE, Ev.REFUSE): _t("lost", S.NOLEADER),
-    (S.CANDIDATE, Ev.ELECTION): _t("refuse_rival"),
+    (S.CANDIDATE, Ev.ELECTION): _t("rival", S.ACCEPT),
     (S.CANDIDATE, Ev.MASTERACK): _JOIN,
     (S.CANDIDATE, Ev.MASTERUP): _JOIN,
     (S.CANDIDATE, Ev.ROUND): _JOIN,
+    (S.CANDIDATE, Ev.RESEND): _t("resend_election"),
     (S.CANDIDATE, Ev.TIMEOUT): _t("won", S.LEADER),
     # FOLLOWER: a master runs rounds for us
     (S.FOLLOWER, Ev.ROUND): _t("from_master", S.CONSISTENCY),
@@ -246,12 +266,13 @@ class Election:
         self.master: str | None = None
         self.master_since: float | None = None  # hw s of becoming LEADER
         self.last_from_master: float = now      # hw s
-        self._follow_slack_s = 0.0              # random part of the master-loss timeout
+        self._follow_timeout_s = cfg.master_timeout_max_s   # this term's master-loss timeout
         self._deadlines: dict[Ev, float] = {}
         self._candidate: str | None = None      # whom we voted for (ACCEPT state)
         self._refuse_until = 0.0
         self._votes: set[str] = set()
         self._contenders: dict[str, int] = {}   # other master -> rank (CONFLICT state)
+        self._copies_left = 0                   # ELECTION copies still to send (CANDIDATE)
         self._out: list[Action] = []
         self.ignored = 0                        # events with no table entry
         self.startup_actions: list[Action] = self._enter_start(now)
@@ -344,26 +365,32 @@ class Election:
         self.state, self.master = State.FOLLOWER, master
         self.master_since = None
         self.last_from_master = now
-        self._follow_slack_s = self._election_timeout()
+        self._follow_timeout_s = self.rng.uniform(self.cfg.master_timeout_min_s, self.cfg.master_timeout_max_s)
         self._arm_follow(now)
 
     def _arm_follow(self, now: float) -> None:
-        self._deadlines = {Ev.TIMEOUT: now + self.cfg.round_interval_s + self._follow_slack_s}
+        self._deadlines = {Ev.TIMEOUT: now + self._follow_timeout_s}
 
     def heard_master(self, now: float) -> None:
         """Fast path for the commonest event, FOLLOWER + ROUND from our own master: exactly
         what the table's ``from_master`` handler does for it (refresh the loss timer),
-        without the dispatch.  node.py calls it per PROBE."""
+        without the dispatch.  node.py calls it per PROBE and HEARTBEAT."""
         assert self.state is State.FOLLOWER
         self.last_from_master = now
-        self._deadlines[Ev.TIMEOUT] = now + self.cfg.round_interval_s + self._follow_slack_s
+        self._deadlines[Ev.TIMEOUT] = now + self._follow_timeout_s
 
     def _to_candidate(self, now: float) -> None:
         self.state, self.master = State.CANDIDATE, None
         self._votes = set()
+        self._copies_left = ELECTION_COPIES - 1
         self._deadlines = {Ev.TIMEOUT: now + self.reply_wait_s}
+        self._arm_resend(now)
         self._bcast(MsgType.ELECTION)
         self._log("election", phase="candidate", peer=self.name, votes=0)
+
+    def _arm_resend(self, now: float) -> None:
+        if self._copies_left > 0:
+            self._deadlines[Ev.RESEND] = now + self.reply_wait_s / ELECTION_COPIES
 
     def _to_leader(self, now: float) -> None:
         self.state, self.master = State.LEADER, self.name
@@ -421,8 +448,15 @@ class Election:
         if peer == self._candidate:
             if Ev.ANSWER_DUE not in self._deadlines:   # already answered: the ACCEPT was lost
                 self._send(peer, MsgType.ACCEPT)
-        elif now < self._refuse_until or not self._may_lead(peer):
+        elif not self._may_lead(peer):
             self._refuse(peer)
+        elif now < self._refuse_until:
+            if self._candidate is not None and peer < self._candidate:
+                # concurrent candidates: move our vote to the lower name, and say so
+                self._refuse(self._candidate)
+                self._to_accept(peer, now)
+            else:
+                self._refuse(peer)
         else:
             self._to_accept(peer, now)
 
@@ -436,8 +470,19 @@ class Election:
         self._log("election", phase="lost", peer=peer, votes=len(self._votes))
         self._to_noleader(now)
 
-    def _h_refuse_rival(self, peer: str, now: float, rank: int, target: str | None) -> None:
-        self._refuse(peer)
+    def _h_rival(self, peer: str, now: float, rank: int, target: str | None) -> None:
+        if peer < self.name and self._may_lead(peer):
+            self._log("election", phase="yielded", peer=peer, votes=len(self._votes))
+            self._to_accept(peer, now)      # the lower name stands; we vote for it
+        else:
+            self._refuse(peer)
+
+    def _h_resend_election(self, peer: str, now: float, rank: int, target: str | None) -> None:
+        # Another copy: one lost ELECTION or one lost answer must not let a candidate
+        # win against a live master (the pre-vote rule in the module docstring).
+        self._copies_left -= 1
+        self._arm_resend(now)
+        self._bcast(MsgType.ELECTION)
 
     def _h_won(self, peer: str, now: float, rank: int, target: str | None) -> None:
         self._to_leader(now)
@@ -464,10 +509,10 @@ class Election:
         self._h_from_master(peer, now, rank, target)
 
     def _h_follower_vote(self, peer: str, now: float, rank: int, target: str | None) -> None:
-        if peer == self.master or now - self.last_from_master > self.cfg.round_interval_s:
+        if peer == self.master or now - self.last_from_master > self.cfg.master_timeout_min_s:
             self._h_vote(peer, now, rank, target)
         else:
-            self._refuse(peer)   # our master is alive: it ran a round within one interval
+            self._refuse(peer)   # our master is alive: we heard it within master_timeout_min_s
 
     def _h_master_lost(self, peer: str, now: float, rank: int, target: str | None) -> None:
         self._cause = f"no word from master {self.master}"

@@ -24,6 +24,12 @@ Round (master side), bounded in time whatever the followers do:
    get ``missed += 1`` and are purged after ``purge_after_missed``.
 4. Next round at ``round_start + round_interval_s``.
 
+Heartbeat (master side), independent of rounds: while LEADER or CONFLICT the master
+sends HEARTBEAT (a header-only TSP message, authenticated like every other) to each
+follower every ``heartbeat_interval_s``, the first one as soon as it leads.  A
+follower treats it like any message of its master's rounds: it refreshes the
+master-loss timer (``Election.heard_master``).  Nothing answers a heartbeat.
+
 SETTIME carries two things: ``time_ns`` = ``master clk at send + average + rtt/2`` (the
 absolute target at receipt, TSP's meaning, what tshark shows) and ``data.corr_ns`` =
 ``average - offset``, the same correction relative to the follower's own clock reading
@@ -82,6 +88,7 @@ _CONTROL = frozenset({MsgType.STATUS_REQ, MsgType.MSITEREQ, MsgType.MSITE, MsgTy
                       MsgType.TRACEON, MsgType.TRACEOFF})
 _PROBE, _PROBE_REPLY, _ACK = MsgType.PROBE, MsgType.PROBE_REPLY, MsgType.ACK
 _ADJTIME, _SETTIME = MsgType.ADJTIME, MsgType.SETTIME
+_HEARTBEAT = MsgType.HEARTBEAT
 _FOLLOWER_JOIN = frozenset({MsgType.SLAVEUP, MsgType.MASTERREQ, MsgType.ACCEPT, MsgType.ELECTION})
 _REJOIN = frozenset({MsgType.SLAVEUP, MsgType.MASTERREQ})   # a (re)started follower announcing itself
 
@@ -152,6 +159,7 @@ class Node:
         self.round_no = 0
         self.round: RoundState | None = None
         self.next_round_at: float | None = None
+        self.next_heartbeat_at: float | None = None   # master: next HEARTBEAT fan-out (hw s)
         self.rounds_completed = 0       # as master, since becoming master
         self.last_round: dict | None = None
         self.last_sync_hw: float | None = None   # follower: last correction applied
@@ -180,7 +188,7 @@ class Node:
         best = self.election.next_deadline()
         if self.round is None and self.next_round_at is None and not len(self.outbox):
             return best          # a follower's usual case: only the master-loss timer
-        for d in (self.outbox.next_deadline(), self.next_round_at,
+        for d in (self.outbox.next_deadline(), self.next_round_at, self.next_heartbeat_at,
                   None if self.round is None else min(self.round.next_slot, self.round.end_hw)):
             if d is not None and (best is None or d < best):
                 best = d
@@ -212,8 +220,17 @@ class Node:
                 self._probe_slot(now, out)
         if self.round is None and self.next_round_at is not None and now >= self.next_round_at:
             self._start_round(now, out)
+        if self.next_heartbeat_at is not None and now >= self.next_heartbeat_at:
+            self._heartbeat(now, out)
         self._count_tx(out)
         return out
+
+    def _heartbeat(self, now: float, out: list[Action]) -> None:
+        # No catching up after a stall (a paused master): the next one is an interval on.
+        self.next_heartbeat_at = now + self.cfg.heartbeat_interval_s
+        name, seq = self.name, self.seq
+        for f in self.followers:
+            out.append(Send(f, Message(_HEARTBEAT, seq.next(), name)))
 
     def handle_message(self, msg: Message, src: tuple[str, int], now: float,
                        rx_hw: float | None = None) -> list[Action]:
@@ -238,6 +255,11 @@ class Node:
                 el.heard_master(now)        # == the table's FOLLOWER/ROUND from our master
                 counters["tx"] += 1
                 return [self._probe_answer(msg, peer, rx, now)]
+        elif t is _HEARTBEAT:
+            el = self.election
+            if el.state is State.FOLLOWER and el.master == peer:
+                el.heard_master(now)        # == the table's FOLLOWER/ROUND from our master
+                return []
         elif t is _PROBE_REPLY:
             fi = self.followers.get(peer)
             if fi is None or self.round is None:
@@ -386,9 +408,11 @@ class Node:
             self.round = None
             # First round once late answers to MASTERUP (SLAVEUP) have arrived.
             self.next_round_at = now + self.election.reply_wait_s
+            self.next_heartbeat_at = now      # tell the voters at once that we lead
         elif was_leading and not leading:
             self.round = None
             self.next_round_at = None
+            self.next_heartbeat_at = None
             for f in self.followers:
                 self.outbox.cancel_peer(f)
             self.followers = {}

@@ -84,6 +84,7 @@ class MsgType(enum.IntEnum):
     PROBE_REPLY = 26  # follower -> master: t1_ns echoed, t2_ns receive, t3_ns send (follower corrected clock)
     STATUS_REQ = 27   # tempoctl -> daemon
     STATUS = 28       # daemon -> tempoctl: data (JSON object)
+    HEARTBEAT = 29    # master -> follower every heartbeat_interval_s: header only ("I am alive")
 
 
 class ProtocolError(Exception):

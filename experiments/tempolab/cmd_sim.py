@@ -33,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--delay-ms", type=float, default=0.1, help="one-way base delay (default 0.1)")
     p.add_argument("--jitter-ms", type=float, default=0.05, help="+ uniform jitter (default 0.05)")
     p.add_argument("--round-interval", type=float, default=10.0, help="seconds between rounds (default 10)")
+    p.add_argument("--profile", default="default", help="timer profile: default or fast (tempod.nodeconfig.PROFILES)")
     p.add_argument("--faults", default="", help="comma list: kill-master,pause-master,partition,loss")
     p.add_argument("--ineligible", default="", help="comma list of node names with master_eligible=false")
     p.add_argument("--wire", action="store_true", help="round-trip every message through wire.encode/decode")
@@ -55,7 +56,8 @@ def build_config(args: argparse.Namespace):
                          wander_ppm_per_sqrt_s=args.wander, loss=args.loss,
                          delay_ms=args.delay_ms, jitter_ms=args.jitter_ms,
                          round_interval_s=args.round_interval, faults=_split(args.faults),
-                         ineligible=_split(args.ineligible), wire=args.wire, protocol=args.protocol)
+                         ineligible=_split(args.ineligible), wire=args.wire, protocol=args.protocol,
+                         profile=args.profile)
     except ValueError as exc:
         raise ConfigError(str(exc), source="tempo sim") from None
 

@@ -18,6 +18,12 @@ Invariants (each reports pass/fail and the first violation with seed and time):
 * ``monotonic``: a node incarnation's corrected clock never runs backwards (checked at
   every read the simulator makes, i.e. at every event the node handles).  A restarted
   node starts a fresh software clock; that is a new incarnation.
+* ``stable_master``: no master change without a fault -- once ``settle_s`` has passed
+  since the start and since the last fault change, no node becomes master (enters
+  LEADER or CONFLICT from another state).  Background loss (``loss``) is not a fault:
+  a run with loss and no fault keeps its first master for its whole length.
+  Candidacies in that window are counted (``figures.spurious_candidacies``): they are
+  allowed, winning one is not.
 * ``post_sync_skew``: after a converged round (the master's term has run
   ``converged_after_rounds`` rounds with the same group members and neither this
   round nor the previous one
@@ -140,8 +146,10 @@ class Simulation:
         self.post_skews: list[float] = []
         self.between_skews: list[float] = []
         self.violations: dict[str, dict | None] = {"one_master": None, "monotonic": None,
-                                                   "post_sync_skew": None}
-        self.checks = {"one_master": 0, "monotonic": 0, "post_sync_skew": 0}
+                                                   "stable_master": None, "post_sync_skew": None}
+        self.checks = {"one_master": 0, "monotonic": 0, "stable_master": 0, "post_sync_skew": 0}
+        self.spurious_candidacies = 0
+        self.spurious_master_changes = 0
         self.fault_log: list[dict] = []
         self.last_change = 0.0
         self.term_rounds: dict[str, int] = {}
@@ -267,8 +275,15 @@ class Simulation:
         if ev == "state":
             f = a.fields
             self.state_log.append((self.t, sn.name, f["from"], f["to"]))
+            quiet = self.t > self.settle_s and self.t - self.last_change > self.settle_s
+            if quiet and f["to"] == "CANDIDATE":
+                self.spurious_candidacies += 1
             if f["to"] in ("LEADER", "CONFLICT"):
                 if f["from"] not in ("LEADER", "CONFLICT"):
+                    if quiet:
+                        self.spurious_master_changes += 1
+                        self._violate("stable_master", f"{sn.name} became master ({f['cause']}) "
+                                      f"{self.t - self.last_change:.3f} s after the last fault change")
                     self.term_rounds[sn.name] = 0
                     self.last_maxc.pop(sn.name, None)
                 self.leaders.add(sn.idx)
@@ -403,6 +418,7 @@ class Simulation:
         if self.t - self.last_change < self.settle_s:
             return
         self.checks["one_master"] += 1
+        self.checks["stable_master"] += 1    # one more half round without a master change
         if self.sc.protocol == "cristian" and self.sc.sample_skew:
             self._sample_cristian()
         comps: dict[int, list[SimNode]] = {}
@@ -574,6 +590,14 @@ class Simulation:
                         "to_first_round_s": None if round_t is None else round(round_t - t0, 6)})
         return out
 
+    def _quiet_s(self) -> float:
+        """Simulated seconds in which ``stable_master`` applied (settled, no fault)."""
+        edges = sorted({0.0, self.sc.duration_s} | {float(r["t"]) for r in self.fault_log})
+        out = 0.0
+        for a, b in zip(edges, edges[1:]):
+            out += max(0.0, b - (a + self.settle_s))
+        return out
+
     def _summary(self, wall: float) -> dict:
         post = sorted(self.post_skews)
         between = sorted(self.between_skews)
@@ -585,6 +609,9 @@ class Simulation:
             "config": {"nodes": sc.nodes, "duration_s": sc.duration_s, "seed": sc.seed,
                        "drift_ppm": sc.drift_ppm, "loss": sc.loss, "delay_ms": sc.delay_ms,
                        "jitter_ms": sc.jitter_ms, "round_interval_s": sc.round_interval_s,
+                       "profile": sc.profile,
+                       "heartbeat_interval_s": self.cfgs[0].heartbeat_interval_s,
+                       "master_timeout_s": [self.cfgs[0].master_timeout_min_s, self.cfgs[0].master_timeout_max_s],
                        "faults": list(sc.faults), "wire": sc.wire, "settle_s": self.settle_s,
                        "protocol": sc.protocol},
             "ok": all(v is None for v in self.violations.values()),
@@ -599,6 +626,9 @@ class Simulation:
                 "messages_dropped": self.msgs_dropped,
                 "messages_per_round": (self.msgs_sent / self.round_count) if self.round_count else None,
                 "failovers": self._failovers(),
+                "spurious_candidacies": self.spurious_candidacies,
+                "spurious_master_changes": self.spurious_master_changes,
+                "quiet_s": self._quiet_s(),
             },
             "faults": self.fault_log,
             "perf": {"wall_s": wall, "node_seconds_per_wall_s": node_s / wall if wall > 0 else None,

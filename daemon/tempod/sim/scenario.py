@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..nodeconfig import NodeConfig, Peer
+from ..nodeconfig import PROFILES, NodeConfig, Peer
+from ..nodeconfig import default as _nd
 
 FAULT_KINDS = ("kill-master", "pause-master", "partition", "loss")
 
@@ -25,11 +26,13 @@ class SimConfig:
     loss: float = 0.0                 # background loss probability per datagram
     delay_ms: float = 0.1             # one-way base delay
     jitter_ms: float = 0.05           # + uniform [0, jitter] per datagram
-    round_interval_s: float = 10.0
-    probes_per_round: int = 4
-    probe_timeout_s: float = 0.2
-    election_timeout_min_s: float = 3.0
-    election_timeout_max_s: float = 6.0
+    # node timers: NodeConfig's defaults (the one place they live) unless given here
+    round_interval_s: float = _nd("round_interval_s")
+    probes_per_round: int = _nd("probes_per_round")
+    probe_timeout_s: float | None = None           # None: the profile's, else NodeConfig's
+    election_timeout_min_s: float | None = None
+    election_timeout_max_s: float | None = None
+    profile: str = "default"          # a nodeconfig.PROFILES name; `extra` overrides it
     faults: tuple[str, ...] = ()
     ineligible: tuple[str, ...] = ()  # node names with master_eligible = false
     wire: bool = False                # round-trip every message through wire.encode/decode
@@ -56,6 +59,8 @@ class SimConfig:
             raise ValueError(f"drift_ppm must be in [0, 500000), got {self.drift_ppm}")
         if self.protocol not in ("berkeley", "cristian"):
             raise ValueError(f"unknown protocol {self.protocol!r}; choose berkeley or cristian")
+        if self.profile not in PROFILES:
+            raise ValueError(f"unknown profile {self.profile!r}; choose from {', '.join(PROFILES)}")
         for f in self.faults:
             if f not in FAULT_KINDS:
                 raise ValueError(f"unknown fault {f!r}; choose from {', '.join(FAULT_KINDS)}")
@@ -79,17 +84,18 @@ class SimConfig:
 
     def node_configs(self) -> list[NodeConfig]:
         names = self.names()
-        extra = {"freq_max_ppm": self.freq_max(), **self.extra}
+        timers = {"round_interval_s": self.round_interval_s, "probes_per_round": self.probes_per_round,
+                  **PROFILES[self.profile]}
+        for k in ("probe_timeout_s", "election_timeout_min_s", "election_timeout_max_s"):
+            if getattr(self, k) is not None:
+                timers[k] = getattr(self, k)
+        extra = {"freq_max_ppm": self.freq_max(), **timers, **self.extra}
         peers = [Peer(n, f"10.77.{(i + 11) // 250}.{(i + 11) % 250}") for i, n in enumerate(names)]
         out = []
         for i, n in enumerate(names):
             out.append(NodeConfig(
                 name=n, address=peers[i].address, master_eligible=n not in self.ineligible,
-                peers=tuple(peers[:i] + peers[i + 1:]),
-                round_interval_s=self.round_interval_s, probes_per_round=self.probes_per_round,
-                probe_timeout_s=self.probe_timeout_s,
-                election_timeout_min_s=self.election_timeout_min_s,
-                election_timeout_max_s=self.election_timeout_max_s, **extra))
+                peers=tuple(peers[:i] + peers[i + 1:]), **extra))
         return out
 
     def reply_wait_s(self, cfg: NodeConfig) -> float:
@@ -98,7 +104,8 @@ class SimConfig:
     def settle_s(self, cfg: NodeConfig) -> float:
         """Stated bound: after the last fault change, one master per component by then.
 
-        Detection of a lost master takes at most round_interval + emax; two colliding
+        Detection of a lost master takes at most master_timeout_max (a heartbeat or a
+        round message refreshes it; bounded here by the older round_interval + emax); two colliding
         candidacies cost another emax + reply_wait each (we allow two); masters that
         meet after a heal/resume find each other within one round
         (round_interval + (probes+1) * probe_timeout) and resolve in reply_wait, their

@@ -48,6 +48,9 @@ DISTRIBUTIONS = ("uniform", "normal")  # as tempod.profile.generate_profiles
 # daemon timers the suite may set; each becomes the Ansible variable tempod_<key>
 DAEMON_KEYS: dict[str, type] = {
     "round_interval_s": float,
+    "heartbeat_interval_s": float,
+    "master_timeout_min_s": float,
+    "master_timeout_max_s": float,
     "probes_per_round": int,
     "probe_timeout_s": float,
     "election_timeout_min_s": float,
