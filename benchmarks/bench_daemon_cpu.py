@@ -9,6 +9,11 @@ no deployment; the lab's namespaces add no CPU to the daemon (the runner's CPU s
 from a lab run confirm it, docs/benchmarks.md).
 
     .venv/bin/python benchmarks/bench_daemon_cpu.py --nodes 5,16,32 [--duration 60] [--round 2.0]
+    .venv/bin/python benchmarks/bench_daemon_cpu.py --nodes 16,32 --round 10 --heartbeat 0.05   # fast profile's heartbeats
+
+``--heartbeat S`` sets heartbeat_interval_s (master timeout 3-6 heartbeats); without it
+the role's default (0.2 s).  ``--heartbeat`` equal to ``--round`` is the closest to
+"no heartbeats" (one per round, which the round's probes already cover).
 """
 
 from __future__ import annotations
@@ -55,7 +60,9 @@ def measure(size: int, args: argparse.Namespace) -> dict | None:
                 f'[node]\nname = "{n}"\naddress = "{addr[n]}"\ntsp_port = {port}\nntp_port = {port + 1}\n'
                 f'[peers]\nhosts = [ {hosts} ]\n[auth]\nkey_file = "{key}"\n'
                 f'[timers]\nround_interval_s = {args.round}\nelection_timeout_min_s = 3.0\nelection_timeout_max_s = 6.0\n'
-                f'[log]\nevent_log = "{root / (n + ".jsonl")}"\ncpu_report_interval_s = 10.0\n')
+                + (f'heartbeat_interval_s = {args.heartbeat}\nmaster_timeout_min_s = {3 * args.heartbeat}\n'
+                   f'master_timeout_max_s = {6 * args.heartbeat}\n' if args.heartbeat else '')
+                + f'[log]\nevent_log = "{root / (n + ".jsonl")}"\ncpu_report_interval_s = 10.0\n')
             procs[n] = subprocess.Popen([sys.executable, "-m", "tempod.main", "--config", str(cfg)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -85,12 +92,14 @@ def measure(size: int, args: argparse.Namespace) -> dict | None:
         pct = {n: 100.0 * (c1[n] - c0[n]) / wall for n in names}
         master = next(n for n in names if roles[n] == "LEADER")
         followers = sorted(pct[n] for n in names if n != master)
-        out = {"nodes": size, "round_interval_s": args.round, "measured_s": round(wall, 1),
+        out = {"nodes": size, "round_interval_s": args.round, "heartbeat_interval_s": args.heartbeat or None,
+               "measured_s": round(wall, 1),
                "master_pct": round(pct[master], 3),
                "follower_mean_pct": round(sum(followers) / len(followers), 3),
                "follower_max_pct": round(followers[-1], 3)}
         print(f"{size:>3} nodes  master {out['master_pct']:6.3f} %  follower mean {out['follower_mean_pct']:6.3f} %"
-              f"  max {out['follower_max_pct']:6.3f} %  (of one core, {wall:.0f} s, {args.round:g} s rounds)",
+              f"  max {out['follower_max_pct']:6.3f} %  (of one core, {wall:.0f} s, {args.round:g} s rounds, "
+              f"heartbeat {args.heartbeat or 'default'})",
               flush=True)
         return out
     finally:
@@ -108,6 +117,8 @@ def main() -> int:
     ap.add_argument("--nodes", default="3", help="group sizes, comma-separated (default 3; e.g. 5,16,32)")
     ap.add_argument("--duration", type=float, default=60.0, help="measured seconds per size (default 60)")
     ap.add_argument("--round", type=float, default=2.0, help="round_interval_s (default 2)")
+    ap.add_argument("--heartbeat", type=float, default=0.0,
+                    help="heartbeat_interval_s (default: the daemon's default)")
     args = ap.parse_args()
     sizes = [int(x) for x in args.nodes.split(",")]
     if any(n < 2 or n > 200 for n in sizes):

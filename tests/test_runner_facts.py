@@ -132,3 +132,20 @@ def test_steady():
     tl = timeline([(0, {"n1": "L", "n2": "F:n1", "n3": "F:n1"})], until=5)
     s = facts.steady(tl, 0.0, NODES, settle_s=1.0)
     assert s["outcome"] == "ok" and s["master"] == "n1" and s["masters_seen"] == ["n1"]
+
+
+def test_failover_new_master_by_the_shared_definition_from_logs():
+    # The log's state change is the definition (tempod.failover); the observer saw it a
+    # sweep later and stays as obs_new_master_t.  A CONFLICT -> LEADER is not a new master.
+    tl = timeline([
+        (0, {"n1": "L", "n2": "F:n1", "n3": "F:n1"}),
+        (10, {"n1": None, "n2": "F:n1", "n3": "F:n1"}),
+        (11.5, {"n1": None, "n2": "L", "n3": "F:n2"}),
+    ])
+    events = {"n3": [{"ev": "state", "from": "CONFLICT", "to": "LEADER", "t_ref": 10.2}],
+              "n2": [{"ev": "state", "from": "CANDIDATE", "to": "LEADER", "t_ref": 11.42},
+                     {"ev": "round", "master": "n2", "t_ref": 11.9}]}
+    f = facts.failover(tl, 10.0, "n1", NODES, events)
+    assert f["new_master"] == "n2" and f["new_master_t"] == 11.42 and f["new_master_source"] == "log"
+    assert 11.5 <= f["obs_new_master_t"] < 11.6 and f["settled_master"] == "n2"
+    assert f["first_round_t"] == 11.9 and abs(f["first_round_s"] - 1.9) < 1e-9

@@ -11,7 +11,8 @@ import yaml
 from tempolab.errors import ConfigError
 from tempolab.runner.suite import builtin_suites, load_suite, parse_suite
 
-BUILTIN = ["accuracy", "asymmetry", "drift-sweep", "leader-kill", "load", "loss", "partition-heal", "pause", "protocols", "scale", "smoke", "stress"]
+BUILTIN = ["accuracy", "asymmetry", "drift-sweep", "failover", "failover-stop", "leader-kill", "load", "loss",
+           "partition-heal", "pause", "protocols", "scale", "smoke", "stress", "timers"]
 
 
 def test_builtin_suites_present_and_valid():

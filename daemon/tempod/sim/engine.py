@@ -41,12 +41,13 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from .. import wire
+from .. import failover, wire
 from ..actions import Broadcast, Log, Reply, Send
 from ..clocks import SimClock
 from ..cristian import make_core
 from ..discipline import SoftwareClock
 from ..election import State
+from ..failover import RoundDone, StateChange
 from ..node import Node  # the type of SimNode.node (or a cristian.CristianNode)
 from ..nodeconfig import NodeConfig
 from .scenario import SimConfig
@@ -570,24 +571,18 @@ class Simulation:
     # --- results ----------------------------------------------------------------------
 
     def _failovers(self) -> list[dict]:
+        """Fault -> new master / first round, by the one definition (``tempod.failover``)."""
+        changes = [StateChange(t, name, frm, to) for (t, name, frm, to) in self.state_log]
+        rounds = [RoundDone(r["t"], r["master"]) for r in self.rounds]
         out = []
         for rec in self.fault_log:
             if rec["phase"] != "start" or rec["kind"] == "loss":
                 continue
-            t0, old = rec["t"], rec["target"]
-            new = new_t = round_t = None
-            for (t, name, _frm, to) in self.state_log:
-                if t > t0 and to == "LEADER" and name != old:
-                    new, new_t = name, t
-                    break
-            if new is not None:
-                for r in self.rounds:
-                    if r["t"] > new_t and r["master"] == new:
-                        round_t = r["t"]
-                        break
-            out.append({"kind": rec["kind"], "t": t0, "old_master": old, "new_master": new,
-                        "to_new_master_s": None if new_t is None else round(new_t - t0, 6),
-                        "to_first_round_s": None if round_t is None else round(round_t - t0, 6)})
+            fo = failover.measure(changes, rounds, rec["t"], rec["target"])
+            out.append({"kind": rec["kind"], "t": rec["t"], "old_master": rec["target"],
+                        "new_master": fo.new_master,
+                        "to_new_master_s": None if fo.to_new_master_s is None else round(fo.to_new_master_s, 6),
+                        "to_first_round_s": None if fo.to_first_round_s is None else round(fo.to_first_round_s, 6)})
         return out
 
     def _quiet_s(self) -> float:

@@ -26,6 +26,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from tempod import failover as tfailover   # the one definition of fault -> new master / first round
+
 from .load import RunData, node_sort_key
 
 IN_SYNC_STATES = ("LEADER", "FOLLOWER")
@@ -356,6 +358,23 @@ def _first(df: pd.DataFrame, mask: pd.Series) -> pd.Series | None:
     return None if hit.empty else hit.iloc[0]
 
 
+def _history(ev: pd.DataFrame) -> tuple[list[tfailover.StateChange], list[tfailover.RoundDone]]:
+    """The events table as tempod.failover's history (state changes, rounds)."""
+    changes: list[tfailover.StateChange] = []
+    rounds: list[tfailover.RoundDone] = []
+    if ev.empty:
+        return changes, rounds
+    frm = ev["from"] if "from" in ev else pd.Series([None] * len(ev), index=ev.index)
+    for e, node, t, to, f, m in zip(ev["ev"], ev["node"], ev["t_ref"], ev["to"], frm, ev["master"]):
+        if not isinstance(t, (int, float)) or not math.isfinite(t):
+            continue
+        if e == "state" and isinstance(to, str):
+            changes.append(tfailover.StateChange(float(t), str(node), f if isinstance(f, str) else None, to))
+        elif e == "round":
+            rounds.append(tfailover.RoundDone(float(t), m if isinstance(m, str) else str(node)))
+    return changes, rounds
+
+
 def failovers_table(trials: pd.DataFrame, faults: pd.DataFrame, events: pd.DataFrame, samples: pd.DataFrame,
                     sweep_interval_s: float, problems: list[str]) -> pd.DataFrame:
     """One row per master kill/stop: from trials.jsonl facts, filled in and cross-checked
@@ -404,6 +423,7 @@ def failovers_table(trials: pd.DataFrame, faults: pd.DataFrame, events: pd.DataF
     for c in ("to", "phase", "master"):
         if c not in ev:
             ev = ev.assign(**{c: None})
+    changes, rounds = _history(ev)
     for row in rows:
         for k in ("detect_t", "new_master", "new_master_t", "first_round_t"):
             if row[k] is not None and (_isnan(row[k]) or row[k] is pd.NA):
@@ -412,12 +432,14 @@ def failovers_table(trials: pd.DataFrame, faults: pd.DataFrame, events: pd.DataF
         later = ev[(ev["t_ref"] > t0) & (ev["node"] != target)]
         cand = _first(later, ((later["ev"] == "state") & (later["to"] == "CANDIDATE"))
                       | ((later["ev"] == "election") & (later["phase"] == "candidate")))
-        lead = _first(later, (later["ev"] == "state") & (later["to"] == "LEADER"))
-        log_nm = str(lead["node"]) if lead is not None else None
+        # fault -> new master / first round: the one definition (tempod.failover)
+        log_fo = tfailover.measure(changes, rounds, t0, target)
+        log_nm = log_fo.new_master
         nm = row["new_master"] or log_nm
-        rnd = _first(later, (later["ev"] == "round") & (later["node"] == nm)) if nm else None
-        row["log_new_master_t"] = float(lead["t_ref"]) if lead is not None else np.nan
-        row["log_first_round_t"] = float(rnd["t_ref"]) if rnd is not None else np.nan
+        log_round = (log_fo.first_round_t if nm == log_nm
+                     else tfailover.first_round(rounds, nm, t0) if nm else None)
+        row["log_new_master_t"] = log_fo.new_master_t if log_fo.new_master_t is not None else np.nan
+        row["log_first_round_t"] = log_round if log_round is not None else np.nan
         if row["detect_t"] is None and cand is not None:
             row["detect_t"] = float(cand["t_ref"])
         if row["new_master_t"] is None:

@@ -13,6 +13,8 @@ import statistics
 from collections import defaultdict
 from typing import Any, Callable, Iterable
 
+from tempod import failover as tfailover   # the one definition of fault -> new master / first round
+
 Sample = dict[str, Any]
 
 
@@ -123,11 +125,15 @@ def failover(samples: list[Sample], kill_t: float, killed: str, nodes: list[str]
     - detect_t: first sign among the other nodes that the master is gone: an observer
       sample of a state other than FOLLOWER-of-the-old-master, or a ``state`` event
       leaving FOLLOWER in a collected log (whichever is earlier; ``detect_source`` says).
-    - new_master / new_master_t: the node the others settle on (the leader of the first
-      healthy sweep among the survivors) and the first time it was seen LEADER.
-    - first_round_t: the new master's first ``round`` event after it took over, from
-      its collected log mapped to reference time; without a log, the first sweep in
-      which every survivor follows it (``first_round_source`` says which).
+    - new_master / new_master_t / first_round_t: by the one definition of
+      ``tempod.failover`` (the first node other than the killed one that becomes
+      master after the fault, from the collected ``state`` events; its first ``round``
+      event after that), whenever the collected logs show one
+      (``new_master_source`` / ``first_round_source`` = "log").  Without logs: the
+      leader of the first healthy sweep among the survivors and the first sample
+      showing it LEADER, and the first sweep in which every survivor follows it
+      ("observer").  ``obs_new_master_t`` is the observer's view either way.
+    - settled_master: the leader of the first healthy sweep among the survivors.
     """
     others = [n for n in nodes if n != killed]
     after = [s for s in samples if s["t_ref"] > kill_t and (until is None or s["t_ref"] <= until)]
@@ -150,22 +156,28 @@ def failover(samples: list[Sample], kill_t: float, killed: str, nodes: list[str]
         out.update(new_master=None, new_master_t=None, first_round_t=None,
                    outcome="failed", reason="the survivors never settled on one master")
         return out
-    out["new_master"] = m
-    out["new_master_t"] = next(s["t_ref"] for s in sorted(after, key=lambda s: s["t_ref"])
-                               if s["node"] == m and s.get("state") == "LEADER")
-    rounds = [e for e in (events or {}).get(m, [])
-              if e.get("ev") == "round" and e["t_ref"] > kill_t and e.get("master", m) == m]
-    if rounds:
-        out["first_round_t"] = min(e["t_ref"] for e in rounds)
+    out["settled_master"] = m
+    out["obs_new_master_t"] = next(s["t_ref"] for s in sorted(after, key=lambda s: s["t_ref"])
+                                   if s["node"] == m and s.get("state") == "LEADER")
+    changes, rounds = tfailover.from_events(events or {})
+    fo = tfailover.measure(changes, rounds, kill_t, killed, until)
+    if fo.new_master is not None:
+        m = fo.new_master
+        out["new_master"], out["new_master_t"], out["new_master_source"] = m, fo.new_master_t, "log"
+    else:
+        out["new_master"], out["new_master_t"], out["new_master_source"] = m, out["obs_new_master_t"], "observer"
+    first = tfailover.first_round(rounds, m, out["new_master_t"] if fo.new_master is not None else kill_t)
+    if first is not None:
+        out["first_round_t"] = first
         out["first_round_source"] = "log"
     else:
         out["first_round_t"] = st
         out["first_round_source"] = "observer"
-    if m == killed:
+    if out["settled_master"] == killed:
         out.update(outcome="failed", reason="the killed master is master again")
     else:
         out.update(outcome="ok", reason=None)
-    for key in ("detect", "new_master", "first_round"):
+    for key in ("detect", "new_master", "first_round", "obs_new_master"):
         t = out.get(f"{key}_t")
         out[f"{key}_s"] = None if t is None else t - kill_t
     return out
