@@ -206,6 +206,8 @@ def test_three_nodes_elect_one_leader_sync_and_fail_over(cluster: Callable[..., 
         evs = c.events(nm)
         assert evs[-1]["ev"] == "stop" and evs[-1]["reason"] == "SIGTERM"
         assert {"start", "cpu", "counters"} <= {e["ev"] for e in evs}
+        cpu_ns = [e["cpu_ns"] for e in evs if e["ev"] == "cpu"]
+        assert all(isinstance(v, int) for v in cpu_ns) and cpu_ns == sorted(cpu_ns)
         for e in evs:
             assert {"ev", "node", "hw", "clk", "wall"} <= set(e) and e["node"] == nm
 
@@ -218,7 +220,10 @@ def test_tempoctl_commands(cluster: Callable[..., Cluster]) -> None:
     r = c.ctl(follower, "msite")
     assert r.returncode == 0 and r.stdout.strip() == leader
     r = c.ctl(leader, "status")
-    assert r.returncode == 0 and f"{leader}: LEADER" in r.stdout
+    assert r.returncode == 0 and f"{leader}: LEADER" in r.stdout and "cpu: " in r.stdout
+    # the runtime's own CPU time (CLOCK_PROCESS_CPUTIME_ID, ns) rides on the status
+    st = c.status(leader)
+    assert isinstance(st["cpu"]["cpu_ns"], int) and st["cpu"]["cpu_ns"] > 0
     r = c.ctl(leader, "clockdiff", c.addr[follower])
     assert r.returncode == 0 and "this host" in r.stdout, r.stderr
     r = c.ctl(leader, "trace", "on")

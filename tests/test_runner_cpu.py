@@ -60,7 +60,7 @@ def test_sampler_records_role_and_errors():
     recs = s.sample_once()
     assert recs == sunk
     assert recs[0] == {"t_ref": 7.0, "trial": 2, "node": "n1", "role": "LEADER", "pid": 4242,
-                       "utime_s": 2.5, "stime_s": 0.75}
+                       "utime_s": 2.5, "stime_s": 0.75, "cpu_ns": None, "base_cpu_ns": None}
     assert recs[1]["error"] == "not running" and recs[1]["pid"] is None
     assert "connection reset" in recs[2]["error"]
 
@@ -82,3 +82,40 @@ def test_a_pause_in_the_middle_of_a_sweep_drops_the_straddling_reading_and_the_r
     s.paused.clear()
     s.sample_once()
     assert [r["node"] for r in sunk] == ["n1", "n1", "n2", "n3"]
+
+
+def test_parse_output_with_schedstat_ns():
+    r = cpu.parse_output(f"pid 4242\n100\n{STAT}\nsched 3300123456\nbase 17\n")
+    assert r == cpu.CpuReading(4242, 2.5, 0.75, 3300123456, 17)
+    # the node's baseline is read even when the daemon is down
+    assert cpu.parse_output("pid \n100\nbase 17\n") is None
+    with pytest.raises(cpu.CpuParseError):
+        cpu.parse_output(f"pid 4242\n100\n{STAT}\nsched x\n")
+
+
+def test_schedstat_ns_matches_the_process_cpu_clock(tmp_path):
+    # two independent counters of the same CPU time: the kernel's schedstat (read from
+    # outside, as the sampler does) and CLOCK_PROCESS_CPUTIME_ID (the daemon's self-report)
+    import time
+
+    pidfile = tmp_path / "tempod.pid"
+    pidfile.write_text(f"{os.getpid()}\n")
+    sum(i * i for i in range(2_000_000))  # > 2.1 s of CPU would also catch a %d clamp in awk
+    inside = time.clock_gettime_ns(time.CLOCK_PROCESS_CPUTIME_ID)
+    out = subprocess.run(["sh", "-c", cpu.CPU_CMD.replace(cpu.PIDFILE, str(pidfile))],
+                         capture_output=True, text=True, check=True).stdout
+    r = cpu.parse_output(out)
+    assert r is not None and r.cpu_ns is not None and r.base_cpu_ns is not None
+    # schedstat lags by the running slice at most; this process is idle in subprocess.run
+    assert abs(r.cpu_ns - inside) < 20_000_000
+    assert r.cpu_ns % 10_000_000 != 0 or r.cpu_ns == 0  # not clock ticks
+
+
+def test_awk_sum_is_not_clamped_to_31_bits(tmp_path):
+    d = tmp_path / "task" / "1"
+    d.mkdir(parents=True)
+    (d / "schedstat").write_text("5000000000 0 1\n")
+    cmd = f"cat {tmp_path}/task/*/schedstat | awk '{{s+=$1}} END {{printf \"sched %.0f\\n\", s}}'"
+    assert "%.0f" in cpu.CPU_CMD
+    out = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "sched 5000000000"

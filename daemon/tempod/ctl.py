@@ -176,6 +176,10 @@ def format_status(st: dict[str, Any]) -> str:
             lines.append(f"  {p.get('name', ''):<16} {p.get('address', ''):<16} {_fmt_s(p.get('offset_s')):>12} "
                          f"{_fmt_s(p.get('bound_s'), False):>12} {str(p.get('missed') if p.get('missed') is not None else '-'):>6}  "
                          f"{'yes' if p.get('in_group') else 'no'}")
+    cpu = st.get("cpu")
+    if isinstance(cpu, dict) and isinstance(cpu.get("cpu_ns"), int):
+        # the daemon's own CLOCK_PROCESS_CPUTIME_ID (ns), not clock ticks
+        lines.append(f"  cpu: {cpu['cpu_ns'] / 1e6:.3f} ms since start")
     counters = st.get("counters") or {}
     if counters:
         lines.append("  counters: " + " ".join(f"{k}={v}" for k, v in counters.items()))

@@ -30,7 +30,12 @@ Owns the event loop that drives the I/O-free core (``node.Node``):
   machine the kernel timestamp is simply in the node's own clock.  The NTP responder's
   receive timestamp and the probes' t2 / t4 use the arrival time; outgoing PROBE t1 and
   PROBE_REPLY t3 are re-stamped right before ``sendto`` (``Node.restamp_probe``);
-* every ``cpu_report_interval_s``: ``cpu`` (``os.times()``) and ``counters`` events;
+* every ``cpu_report_interval_s``: ``cpu`` and ``counters`` events.  ``cpu`` carries
+  ``os.times()`` (clock ticks, 10 ms) and ``cpu_ns``, the process's CPU time in ns from
+  ``CLOCK_PROCESS_CPUTIME_ID`` read through the raw system call: libfaketime fakes that
+  clock id too (at a drift rate r it returns r x the CPU time, checked on this machine),
+  so ``time.clock_gettime_ns`` would report drifted CPU.  ``tempoctl status --json``
+  carries the same reading under ``cpu`` (added to the core's STATUS body here);
 * SIGTERM/SIGINT -> ``stop`` event and a clean return (exit 0); SIGHUP -> reopen the
   event log (logrotate).  Signals wake the loop through ``signal.set_wakeup_fd``.
 
@@ -77,6 +82,52 @@ _SYS_CLOCK_GETTIME = {"x86_64": 228, "aarch64": 113}   # raw syscall numbers (by
 
 class _Timespec(ctypes.Structure):
     _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+CLOCK_REALTIME_ID = 0
+CLOCK_PROCESS_CPUTIME_ID = 2   # Linux clock ids (time.h)
+
+
+def raw_clock_ns_reader(clock_id: int) -> Callable[[], int] | None:
+    """A reader of a kernel clock in integer ns through the raw system call, or None.
+
+    libfaketime intercepts the libc clock functions (and maps CLOCK_TAI, _RAW, ... and
+    even CLOCK_PROCESS_CPUTIME_ID to its fake time), not the system call itself.
+    """
+    nr = _SYS_CLOCK_GETTIME.get(platform.machine())
+    if nr is None:
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        syscall = libc.syscall
+    except (OSError, AttributeError):
+        return None
+    ts = _Timespec()
+    ref = ctypes.byref(ts)
+
+    def read() -> int:
+        if syscall(nr, clock_id, ref) != 0:
+            raise OSError(ctypes.get_errno(), "clock_gettime")
+        return ts.tv_sec * NS + ts.tv_nsec
+
+    try:
+        read()
+    except OSError:
+        return None
+    return read
+
+
+def process_cpu_ns_reader() -> Callable[[], int]:
+    """This process's CPU time (user + system, all threads) in ns, past libfaketime.
+
+    Falls back to ``time.clock_gettime_ns`` where the raw call is unknown (not x86_64 /
+    aarch64): correct without libfaketime, scaled by the fake rate under it."""
+    raw = raw_clock_ns_reader(CLOCK_PROCESS_CPUTIME_ID)
+    if raw is not None:
+        return raw
+    import time
+
+    return lambda: time.clock_gettime_ns(time.CLOCK_PROCESS_CPUTIME_ID)
 
 
 def raw_realtime_reader() -> Callable[[], float] | None:
@@ -276,6 +327,7 @@ class Runtime:
         self._fired_deadline: float | None = None
         self._stuck_logged = False
         self.stamps = KernelStamps(read_hw, raw_realtime_reader())
+        self.cpu_ns = process_cpu_ns_reader()
         self.stamps.enable(sockets.tsp)
         if sockets.ntp is not None:
             self.stamps.enable(sockets.ntp)
@@ -382,8 +434,7 @@ class Runtime:
         self.log.write("reopen", path=str(self.log.path))
 
     def _report(self, now: float) -> None:
-        t = os.times()
-        self.log.write("cpu", utime_s=t.user, stime_s=t.system)
+        self.log.write("cpu", **self.cpu_reading())
         self.log.write("counters", **self._counters())
         suppressed = self._notices.reset()
         if suppressed:
@@ -392,6 +443,11 @@ class Runtime:
         self._next_report += interval
         if self._next_report <= now:  # after a pause (SIGSTOP) do not replay missed reports
             self._next_report = now + interval
+
+    def cpu_reading(self) -> dict[str, Any]:
+        """CPU time so far: ns from CLOCK_PROCESS_CPUTIME_ID, ticks from os.times()."""
+        t = os.times()
+        return {"cpu_ns": self.cpu_ns(), "utime_s": t.user, "stime_s": t.system}
 
     def _counters(self) -> dict[str, int]:
         return {**self.node.counters, **self.ntp_counters, "log_errors": self.log.write_errors}
@@ -455,8 +511,12 @@ class Runtime:
                 for name in self._peer_names:
                     self._send(self._peer_addr[name], a.msg, recipient=name, peer=name)
             elif t is Reply:
+                msg = a.msg
+                if msg.type is MsgType.STATUS and isinstance(msg.data, dict):
+                    # the process's own CPU time belongs to the runtime, not to the core
+                    msg = replace(msg, data={**msg.data, "cpu": self.cpu_reading()})
                 # Control answers go to tempoctl, whose name we do not keep: unbound MAC.
-                self._send(a.addr, a.msg, recipient=None, peer=None)
+                self._send(a.addr, msg, recipient=None, peer=None)
             elif t is Log:
                 self.log.write_fields(a.event, a.fields)
             else:
