@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
+from matplotlib.ticker import FixedLocator  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from .load import node_sort_key  # noqa: E402
@@ -28,6 +29,7 @@ from .load import node_sort_key  # noqa: E402
 LINES_MAX_NODES = 12          # above this, offsets are drawn as bands, not one line per node
 FAULT_COLOUR = "#d62728"
 TIME_LABEL = "time since run start (s)"
+DEFAULT_ROUND_S = 10.0
 
 Colour = tuple[float, float, float]
 
@@ -58,6 +60,50 @@ def _symlog_threshold(values: pd.Series) -> float:
     if v.empty:
         return 1e-6
     return float(np.clip(np.percentile(v, 10), 1e-7, 1e-2))
+
+
+def _ensure_log_ticks(ax, axis: str = "y") -> None:
+    """Labelled ticks on a log or symlog axis whatever the data's range.
+
+    A log axis over less than a decade gets no major tick (and sometimes no label at
+    all): widen it to whole decades.  A symlog axis whose data stay inside the linear
+    band (the smoke run's offsets: every value under the threshold) has ticks only at
+    0 and none labelled in between: draw it linear instead."""
+    get_lim, set_lim = (ax.get_ylim, ax.set_ylim) if axis == "y" else (ax.get_xlim, ax.set_xlim)
+    scale = ax.get_yscale() if axis == "y" else ax.get_xscale()
+    set_scale = ax.set_yscale if axis == "y" else ax.set_xscale
+    lo, hi = sorted(get_lim())
+    if scale == "log" and lo > 0 and hi > 0:
+        a, b = math.floor(math.log10(lo) + 1e-9), math.ceil(math.log10(hi) - 1e-9)
+        if b - a < 1:
+            b = a + 1
+        set_lim(10.0 ** a, 10.0 ** b)
+    elif scale == "symlog":
+        lin = (ax.yaxis if axis == "y" else ax.xaxis).get_transform().linthresh
+        top = max(abs(lo), abs(hi))
+        # symlog ticks sit at 0 and at decades outside the linear band: fewer than two such
+        # decades in view leaves the axis with one label (or none)
+        decades = [k for k in range(math.floor(math.log10(lin)), math.ceil(math.log10(max(top, lin))) + 1)
+                   if lin <= 10.0 ** k <= top]
+        if len(decades) < 2:
+            set_scale("linear")
+            set_lim(lo, hi)
+            return
+        # the linear band is drawn one decade tall: a decade tick within 3x of the
+        # threshold would sit on top of the 0 label (seen: 1e-05, 0, -1e-05 overlapping)
+        ticks = [0.0] + [sgn * 10.0 ** k for k in decades if 10.0 ** k >= 3 * lin for sgn in (1, -1)
+                         if lo <= sgn * 10.0 ** k <= hi]
+        (ax.yaxis if axis == "y" else ax.xaxis).set_major_locator(FixedLocator(sorted(ticks)))
+
+
+NO_TICKS = "_tempo_no_ticks"
+
+
+def no_ticks(ax, axis: str) -> None:
+    """Mark an axis whose tick labels are left out on purpose (a strip, a shared time
+    axis drawn once below); the figure tests check every other axis has labels."""
+    getattr(ax, NO_TICKS, None) or setattr(ax, NO_TICKS, set())
+    getattr(ax, NO_TICKS).add(axis)
 
 
 def _shade_faults(ax, windows: pd.DataFrame, t0: float, label: bool) -> None:
@@ -129,13 +175,16 @@ def fig_offsets(samples: pd.DataFrame, sweeps: pd.DataFrame, rounds: pd.DataFram
             ax.scatter(out["t"], out["offset_s"], s=4, color="0.45", label="not in sync (START, CANDIDATE, ...)")
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.005, 1.0))
     ax.set_yscale("symlog", linthresh=lin)
-    ax.set_ylabel(f"offset from reference (s)\nsymlog, linear within ±{lin:.0e}")
+    _ensure_log_ticks(ax)
+    ax.set_ylabel(f"offset from reference (s)\nsymlog, linear within ±{lin:.0e}" if ax.get_yscale() == "symlog"
+                  else "offset from reference (s)")
     ax.set_title(f"Node clocks against the reference ({len(nodes)} nodes)")
     _shade_faults(ax, windows, t0, label=True)
     if not rounds.empty:
         rt = rounds.drop_duplicates("round_id")["t_ref"].dropna() - t0
         ax.vlines(rt, 0.94, 1.0, transform=ax.get_xaxis_transform(), color="k", lw=0.8, label="round")
     ax.tick_params(labelbottom=False)
+    no_ticks(ax, "x")  # shared with the master strip, labelled there
 
     # heatmap of each node's skew from the sweep median
     piv = s.pivot_table(index="node", columns="sweep", values="skew_s", aggfunc="first")
@@ -173,6 +222,7 @@ def fig_offsets(samples: pd.DataFrame, sweeps: pd.DataFrame, rounds: pd.DataFram
     cb.ax.tick_params(labelsize=6)
     _shade_faults(axh, windows, t0, label=False)
     axh.tick_params(labelbottom=False)
+    no_ticks(axh, "x")
 
     # master strip from the observer's view (LEADER state)
     if not sweeps.empty:
@@ -204,6 +254,7 @@ def fig_offsets(samples: pd.DataFrame, sweeps: pd.DataFrame, rounds: pd.DataFram
             first = float(ts[c])
     ax.set_xlim(first - 1.0, float(samples["t_ref"].max() - t0) + 1.0)
     axm.set_yticks([])
+    no_ticks(axm, "y")  # one row: who was master
     axm.set_ylabel("master", rotation=0, ha="right", va="center")
     axm.set_xlabel(TIME_LABEL)
     return fig
@@ -238,6 +289,8 @@ def fig_pre_post(rounds: pd.DataFrame, round_sum: pd.DataFrame, t0: float) -> Fi
     a2.plot(t, rs["post_skew_s"], "o", ms=3, color="#1f77b4", label="after corrections")
     a2.step(t, rs["bound_s"], where="mid", color="#d62728", ls="--", lw=1, label="bound")
     a2.set_yscale("log")
+    _ensure_log_ticks(a2)
+    _ensure_log_ticks(a1, "x")
     a2.set_xlabel(TIME_LABEL)
     a2.set_ylabel("max pairwise skew in the round (s, log)")
     a2.set_title("Skew before and after each round")
@@ -304,49 +357,138 @@ def fig_failovers(failovers: pd.DataFrame) -> Figure:
 
 # --- 5: CPU -----------------------------------------------------------------------
 
-def fig_cpu(cpu: pd.DataFrame, palette: Mapping[str, Colour], by_size: pd.DataFrame | None) -> Figure:
+ROLE_COLOURS = {"master": "#d62728", "follower": "#1f77b4", "baseline": "0.45"}
+
+
+def _role_colour(role: str) -> Colour | str:
+    return ROLE_COLOURS.get(role, "#9467bd")
+
+
+def fig_cpu(cpu: pd.DataFrame, palette: Mapping[str, Colour], by_size: pd.DataFrame | None,
+            t0: float | None = None, interval_s: float = DEFAULT_ROUND_S, cross: list[dict] | None = None,
+            fit: Mapping[str, Mapping[str, float]] | None = None) -> Figure:
     c = cpu.dropna(subset=["cpu_pct"])
     if c.empty:
         raise NotApplicable("no CPU intervals (fewer than two samples per process)")
-    ncols = 3 if by_size is not None and len(by_size) else 2
-    fig, axes = plt.subplots(1, ncols, figsize=(5 * ncols, 4.2), layout="constrained",
-                             gridspec_kw={"width_ratios": [1, 2] + ([1.2] if ncols == 3 else [])})
-    a1, a2 = axes[0], axes[1]
-    sns.boxplot(data=c, x="role", y="cpu_pct", hue="source", order=sorted(c["role"].dropna().unique()),
-                fliersize=2, ax=a1)
-    a1.set_xlabel("role")
-    a1.set_ylabel("CPU (% of one core)")
-    a1.set_title("CPU per interval, by role")
-    proc = c[c["source"] == "proc"] if (c["source"] == "proc").any() else c
+    if t0 is None:
+        t0 = float(c["t_ref"].min())
+    scale = by_size is not None and len(by_size) > 0
+    mosaic = [["time", "time", "node"], ["round", "cross", "size" if scale else "cross"]]
+    fig, ax = plt.subplot_mosaic(mosaic, figsize=(14, 8.2), layout="constrained")
+    # outside view (schedstat) where there is one, else whatever source there is
+    proc = c[c["source"] == "proc"] if (c["source"] == "proc").any() else c[c["source"] != "baseline"]
+    base = c[c["source"] == "baseline"]
+    res = "ns" if (proc.get("resolution", pd.Series(dtype=str)) == "ns").all() else "clock ticks (10 ms)"
+
+    # CPU per role over time: every interval as a faint point, the per-role median per sample round
+    a = ax["time"]
+    for role, g in proc.groupby("role"):
+        col = _role_colour(str(role))
+        t = g["t_ref"] - t0
+        a.scatter(t, g["cpu_pct"], s=4, color=col, alpha=0.25, lw=0)
+        med = g.assign(tb=(t / max(float(g["dt_s"].median()), 1e-3)).round()).groupby("tb").agg(
+            t=("t_ref", "median"), v=("cpu_pct", "median"))
+        a.plot(med["t"] - t0, med["v"], color=col, lw=1.1, label=f"{role} (median over nodes)")
+    if len(base):
+        bm = base.assign(tb=((base["t_ref"] - t0) / max(float(base["dt_s"].median()), 1e-3)).round()).groupby("tb").agg(
+            t=("t_ref", "median"), v=("cpu_pct", "median"))
+        a.plot(bm["t"] - t0, bm["v"], color=ROLE_COLOURS["baseline"], lw=1.0, ls="--",
+               label="node's PID 1 (idle baseline)")
+    a.set_xlabel(TIME_LABEL)
+    a.set_ylabel("CPU (% of one core)")
+    a.set_title(f"Daemon CPU per role over time (runner's sampler, {res})")
+    a.set_ylim(bottom=0, top=max(float(np.percentile(proc["cpu_pct"], 99.5)) * 1.2, 1e-3))
+    a.legend(fontsize=7, loc="upper right")
+
+    # median per node, diamond = while master; the node's idle baseline as a grey bar
+    a = ax["node"]
     med = proc.groupby(["node", "role"])["cpu_pct"].median().reset_index()
-    nodes = sorted(med["node"].unique(), key=node_sort_key)
+    nodes = sorted(set(med["node"]) | set(base["node"]), key=node_sort_key)
     xpos = {n: i for i, n in enumerate(nodes)}
     markers = {"master": "D", "follower": "o"}
     for _, row in med.iterrows():
-        a2.scatter(xpos[row["node"]], row["cpu_pct"], color=palette.get(row["node"], "0.3"),
-                   marker=markers.get(row["role"], "s"), s=30, edgecolor="k", linewidth=0.4)
-    a2.set_xticks(range(len(nodes)), nodes, rotation=90 if len(nodes) > 12 else 0, fontsize=7)
-    for lbl in a2.get_xticklabels():
+        a.scatter(xpos[row["node"]], row["cpu_pct"], color=palette.get(row["node"], "0.3"),
+                  marker=markers.get(row["role"], "s"), s=30, edgecolor="k", linewidth=0.4)
+    if len(base):
+        bmed = base.groupby("node")["cpu_pct"].median()
+        a.scatter([xpos[n] for n in bmed.index], bmed.to_numpy(), marker="_", s=160, color="0.3", lw=2)
+    a.set_xticks(range(len(nodes)), nodes, rotation=90 if len(nodes) > 8 else 0,
+                 fontsize=7 if len(nodes) <= 16 else 5)
+    for lbl in a.get_xticklabels():
         lbl.set_color(palette.get(lbl.get_text(), "k"))
-    a2.legend(handles=[plt.Line2D([], [], marker=m, ls="", color="0.4", label=r) for r, m in markers.items()],
-              fontsize=7, title="role", title_fontsize=7)
-    a2.set_xlabel("node")
-    a2.set_ylabel("median CPU (% of one core)")
-    a2.set_title("Median CPU per node and role")
-    a2.set_ylim(bottom=0)
-    if ncols == 3 and by_size is not None:
-        a3 = axes[2]
-        sns.lineplot(data=by_size, x="cluster_size", y="cpu_pct", hue="role", marker="o", ax=a3)
-        a3.set_xlabel("cluster size (nodes)")
-        a3.set_ylabel("mean CPU (% of one core)")
-        a3.set_title("CPU against cluster size")
+    handles = [plt.Line2D([], [], marker=m, ls="", color="0.4", label=r) for r, m in markers.items()]
+    handles.append(plt.Line2D([], [], marker="s", ls="", color="0.4", label="other state"))
+    if len(base):
+        handles.append(plt.Line2D([], [], marker="_", ls="", color="0.3", ms=12, mew=2, label="PID 1 (idle)"))
+    a.legend(handles=handles, fontsize=7, title="role", title_fontsize=7)
+    a.set_xlabel("node")
+    a.set_ylabel("median CPU (% of one core)")
+    a.set_title("Median CPU per node and role")
+    a.set_ylim(bottom=0)
+
+    # CPU per round (µs) by role and source; transitional states share one box
+    a = ax["round"]
+    d = c.copy()
+    d["us_per_round"] = d["cpu_pct"] / 100.0 * interval_s * 1e6
+    d["role"] = d["role"].where(d["role"].isin(["master", "follower", "baseline"]), "other")
+    zero = int((d["us_per_round"] <= 0).sum())
+    d = d[d["us_per_round"] > 0]   # an idle interval (no CPU at all) has no place on a log axis
+    order = [r for r in ("master", "follower", "other", "baseline") if r in set(d["role"])]
+    hue_order = [h for h in ("proc", "daemon", "baseline") if h in set(d["source"])]
+    sns.boxplot(data=d, x="role", y="us_per_round", hue="source", order=order, hue_order=hue_order,
+                fliersize=1.5, log_scale=True, ax=a)
+    _ensure_log_ticks(a)
+    a.set_xlabel("role (other = candidate, unsynced, ...)")
+    a.set_ylabel(f"CPU per round (µs, log; round = {interval_s:g} s)"
+                 + (f"\n{zero} intervals with 0 µs not drawn" if zero else ""))
+    a.set_title("CPU per round, by role and counter")
+    a.legend(fontsize=7, title="source", title_fontsize=7)
+
+    # outside (schedstat) against inside (CLOCK_PROCESS_CPUTIME_ID), one point per process
+    a = ax["cross"]
+    if cross:
+        xs = np.array([r["daemon_pct"] for r in cross])
+        ys = np.array([r["proc_pct"] for r in cross])
+        for r in cross:
+            a.scatter(r["daemon_pct"], r["proc_pct"], color=palette.get(r["node"], "0.3"), s=25, edgecolor="k", lw=0.4)
+        hi = float(max(xs.max(), ys.max())) * 1.1
+        a.plot([0, hi], [0, hi], color="0.5", lw=0.8, ls="--", label="equal")
+        a.set_xlim(0, hi)
+        a.set_ylim(0, hi)
+        a.legend(fontsize=7, loc="upper left")
+        a.set_title(f"Cross-check: two counters, {len(cross)} daemon processes")
+    else:
+        a.text(0.5, 0.5, "no process with both ns counters\n(run folder from before the ns sampler)",
+               ha="center", va="center", transform=a.transAxes, fontsize=8, color="0.4")
+        a.set_title("Cross-check: two counters")
+    a.set_xlabel("inside: CLOCK_PROCESS_CPUTIME_ID (% of one core)")
+    a.set_ylabel("outside: schedstat (% of one core)")
+
+    if scale and by_size is not None:
+        a = ax["size"]
+        for role, g in by_size.groupby("role"):
+            col = _role_colour(str(role))
+            a.plot(g["cluster_size"], g["us_per_round"], "o", color=col, label=str(role))
+            f = (fit or {}).get(str(role))
+            if f:
+                x = np.linspace(float(g["cluster_size"].min()), float(g["cluster_size"].max()), 20)
+                a.plot(x, f["intercept_us"] + f["per_follower_us"] * (x - 1), color=col, lw=1,
+                       label=f"{role}: {f['per_follower_us']:.0f} µs per follower per round")
+        a.set_xlabel("group size N (nodes)")
+        a.set_ylabel("median CPU per round (µs)")
+        a.set_ylim(bottom=0)
+        a.set_title("CPU per round against group size")
+        a.legend(fontsize=7)
     return fig
 
 
-def cpu_by_size(cpu: pd.DataFrame, levels: pd.DataFrame) -> pd.DataFrame:
+def cpu_by_size(cpu: pd.DataFrame, levels: pd.DataFrame, interval_s: float = DEFAULT_ROUND_S) -> pd.DataFrame:
     c = cpu[(cpu["source"] == "proc")].dropna(subset=["cpu_pct"])
     merged = c.merge(levels[["trial", "cluster_size"]], on="trial", how="inner")
-    return merged.groupby(["cluster_size", "role"], as_index=False)["cpu_pct"].mean()
+    # median: an interval in which the role changed (election, kill) mixes two costs
+    out = merged.groupby(["cluster_size", "role"], as_index=False)["cpu_pct"].median()
+    out["us_per_round"] = out["cpu_pct"] / 100.0 * interval_s * 1e6
+    return out
 
 
 # --- 6: drift sweep ---------------------------------------------------------------
@@ -363,6 +505,7 @@ def fig_drift(levels: pd.DataFrame, interval_s: float) -> Figure:
     ax.set_xlabel("max drift rate ρ in the trial (ppm)")
     ax.set_ylabel("skew (s)")
     ax.set_yscale("log")
+    _ensure_log_ticks(ax)
     ax.set_title("Accuracy against drift rate")
     ax.legend(fontsize=7)
     return fig

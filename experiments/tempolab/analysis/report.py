@@ -110,6 +110,10 @@ def fmt_s(v: Any) -> str:
     return f"{v:.3g} s"
 
 
+def _fmt_us(v: Any) -> str:
+    return "n/a" if v is None else f"{float(v):,.0f} µs"
+
+
 def fmt_pct(v: Any) -> str:
     return "n/a" if v is None else f"{float(v):.3g} %"
 
@@ -155,6 +159,24 @@ def headline_rows(s: dict[str, Any]) -> list[dict[str, str]]:
             for role, st in sorted(roles.items()):
                 add(f"CPU {role} ({source}) mean / p95", f"{fmt_pct(st.get('mean'))} / {fmt_pct(st.get('p95'))}",
                     "% of one core over successive counter samples of one process", cpu)
+    cc = s.get("cpu_cost")
+    if isinstance(cc, dict):
+        pr = _get(cc, "us_per_round", "proc") or {}
+        for role in ("master", "follower", "baseline"):
+            st = pr.get(role)
+            if st:
+                add(f"CPU per round, {role} (schedstat) p50 / p95",
+                    f"{_fmt_us(st.get('p50'))} / {_fmt_us(st.get('p95'))}",
+                    f"on-CPU time per {cc.get('round_interval_s', 0):g} s round"
+                    + (" (PID 1 of the node: idle baseline)" if role == "baseline" else ""), cc)
+        x = cc.get("cross_check") or {}
+        if x.get("n"):
+            add("CPU cross-check: schedstat vs CLOCK_PROCESS_CPUTIME_ID",
+                f"median |diff| {x['median_abs_rel_diff']:.1%}, max {x['max_abs_rel_diff']:.1%} (n={x['n']})",
+                "per daemon process, mean CPU over the span of its own reports, outside vs inside", cc)
+        for role, f in sorted((cc.get("size_fit") or {}).items()):
+            add(f"CPU per round against N, {role}", f"{f['per_follower_us']:.1f} µs per follower "
+                f"+ {f['intercept_us']:.0f} µs", f"least squares over N = {', '.join(map(str, f['sizes']))}", cc)
     add("observer error bound median / p99",
         f"{fmt_s(_get(obs, 'bound_s_median'))} / {fmt_s(_get(obs, 'bound_s_p99'))}", "half the NTP probe round trip", obs)
     if cnt is None:
@@ -184,10 +206,14 @@ CAPTIONS = {
     "failovers": "Per failover (master killed or stopped): time from the fault to the first election candidate, "
                  "to the new master (daemon log and as first seen by the observer) and to the new master's first "
                  "round. Boxes show quartiles across trials.",
-    "cpu": "CPU time of each daemon process as a percent of one core over each interval between two counter "
-           "samples. Left: by role and source (proc = runner's /proc sampler, daemon = the daemon's own cpu "
-           "events). Middle: each node's median, diamond = while master. Right (scale runs): mean against "
-           "cluster size.",
+    "cpu": "CPU time of each daemon process at ns resolution. Top left: percent of one core per sampling "
+           "interval (runner's sampler, schedstat), faint points per node and the median per role; a master "
+           "should sit above the followers, and the dashed line is the node's PID 1 (idle baseline). Top right: "
+           "each node's median (diamond = while master, bar = PID 1). Bottom left: CPU per round in µs by role "
+           "and counter (proc = schedstat from outside, daemon = CLOCK_PROCESS_CPUTIME_ID from inside). Bottom "
+           "middle: the two counters against each other per daemon process; points on the diagonal mean they "
+           "agree. Bottom right (scale runs): CPU per round against group size with the fitted cost per "
+           "follower: the master's line should rise with N, a follower's should stay flat.",
     "drift": "Per trial: post-sync skew p95 and between-round max skew against the trial's largest drift rate; "
              "the dashed line is the drift-only bound 2ρ × round interval.",
 }
@@ -243,8 +269,8 @@ def run_t0(run: RunData, t: Tables) -> float:
     return float(t.samples["t_ref"].min()) if len(t.samples) else 0.0
 
 
-def run_figures(run: RunData, t: Tables, guard: Guard, out_dir: Path | None,
-                enabled: bool = True) -> list[FigureOutcome]:
+def figure_makers(run: RunData, t: Tables, guard: Guard) -> dict[str, Callable[[], Any]]:
+    """name -> a function drawing that figure (raises figs.NotApplicable when it does not apply)."""
     palette = figs.node_palette(run.nodes)
     t0 = run_t0(run, t)
     rho = guard("drift", lambda: summ.max_drift_ppm(run), math.nan)
@@ -259,8 +285,10 @@ def run_figures(run: RunData, t: Tables, guard: Guard, out_dir: Path | None,
     post_p50 = float(rs["post_skew_s"].median()) if rs["post_skew_s"].notna().any() else None
 
     def cpu_fig():
-        by_size = figs.cpu_by_size(t.cpu, levels) if summ.is_scale(run, levels) else None
-        return figs.fig_cpu(t.cpu, palette, by_size)
+        by_size = figs.cpu_by_size(t.cpu, levels, t.round_interval_s) if summ.is_scale(run, levels) else None
+        cross = summ.cpu_cross_check(t.cpu)["processes"]
+        fit = summ.cpu_size_fit(by_size) if by_size is not None and len(by_size) else None
+        return figs.fig_cpu(t.cpu, palette, by_size, t0=t0, interval_s=t.round_interval_s, cross=cross, fit=fit)
 
     makers = {
         "offsets": lambda: figs.fig_offsets(t.samples, t.sweeps, t.rounds, windows, palette, t0),
@@ -270,6 +298,12 @@ def run_figures(run: RunData, t: Tables, guard: Guard, out_dir: Path | None,
         "cpu": cpu_fig,
         "drift": lambda: figs.fig_drift(levels, t.round_interval_s),
     }
+    return makers
+
+
+def run_figures(run: RunData, t: Tables, guard: Guard, out_dir: Path | None,
+                enabled: bool = True) -> list[FigureOutcome]:
+    makers = figure_makers(run, t, guard)
     if not enabled:
         return [FigureOutcome(name, TITLES[name], "skipped", "figures disabled by the caller") for name in makers]
     return [render_figure(name, make, out_dir) for name, make in makers.items()]
@@ -305,24 +339,93 @@ def write_table(df: pd.DataFrame, out_dir: Path, name: str, parquet: bool, guard
     return files
 
 
-def html_tables(t: Tables, rs: pd.DataFrame, levels: pd.DataFrame) -> list[dict[str, str]]:
+def _us(v: Any) -> Any:
+    return round(float(v) * 1e6, 1) if v is not None and np.isfinite(v) else None
+
+
+def rounds_by_trial(rs: pd.DataFrame) -> pd.DataFrame:
+    """The per-round table summarised per trial, in µs (tables/round_summary.csv has every round)."""
+    if rs is None or rs.empty:
+        return pd.DataFrame()
+    rows = []
+    for trial, g in rs.groupby("trial", dropna=False, sort=True):
+        post, pre = g["post_skew_s"].dropna(), g["pre_skew_s"].dropna()
+        wb = g["within_bound"].dropna().astype(bool)
+        rows.append({
+            "trial": trial, "rounds": len(g),
+            "pre-sync skew p50 (µs)": _us(pre.median()) if len(pre) else None,
+            "pre-sync skew max (µs)": _us(pre.max()) if len(pre) else None,
+            "post-sync skew p50 (µs)": _us(post.median()) if len(post) else None,
+            "post-sync skew p95 (µs)": _us(np.percentile(post, 95)) if len(post) else None,
+            "post-sync skew max (µs)": _us(post.max()) if len(post) else None,
+            "bound p50 (µs)": _us(g["bound_s"].median()) if g["bound_s"].notna().any() else None,
+            "within bound": f"{int(wb.sum())} of {len(wb)}",
+        })
+    return pd.DataFrame(rows)
+
+
+def failovers_html(f: pd.DataFrame, t0: float) -> pd.DataFrame:
+    if f is None or f.empty:
+        return pd.DataFrame()
+    return pd.DataFrame({
+        "trial": f["trial"], "kind": f["kind"], "target": f["target"], "new master": f["new_master"],
+        "fault at (s since start)": (f["fault_t"] - t0).round(2),
+        "→ candidate (s)": f["detect_s"].round(3), "→ new master (s)": f["new_master_s"].round(3),
+        "→ observer saw it (s)": f["obs_new_master_s"].round(3), "→ first round (s)": f["first_round_s"].round(3),
+        "consistent": f["consistent"],
+    })
+
+
+def trials_html(levels: pd.DataFrame) -> pd.DataFrame:
+    if levels is None or levels.empty:
+        return pd.DataFrame()
+    return pd.DataFrame({
+        "trial": levels["trial"], "max drift (ppm)": levels["drift_ppm"].round(1),
+        "group size (nodes)": levels["cluster_size"],
+        "post-sync skew p95 (µs)": levels["post_skew_p95_s"].map(_us),
+        "between-round max skew (µs)": levels["between_round_max_skew_s"].map(_us),
+    })
+
+
+def cpu_html(cpu: pd.DataFrame, interval_s: float) -> pd.DataFrame:
+    c = cpu.dropna(subset=["cpu_pct"]) if len(cpu) else cpu
+    if c is None or c.empty:
+        return pd.DataFrame()
+    g = c.groupby(["source", "role"])
+    out = g.agg(processes=("pid", "nunique"), intervals=("cpu_pct", "size"), mean=("cpu_pct", "mean"),
+                median=("cpu_pct", "median"), p95=("cpu_pct", lambda x: np.percentile(x, 95))).reset_index()
+    return pd.DataFrame({
+        "source": out["source"], "role": out["role"], "processes": out["processes"], "intervals": out["intervals"],
+        "mean (% of one core)": out["mean"].round(3), "median (% of one core)": out["median"].round(3),
+        "p95 (% of one core)": out["p95"].round(3),
+        f"median per round (µs, {interval_s:g} s rounds)": (out["median"] / 100 * interval_s * 1e6).round(0),
+    })
+
+
+def html_tables(t: Tables, rs: pd.DataFrame, levels: pd.DataFrame, t0: float = 0.0,
+                exceptions: pd.DataFrame | None = None) -> list[dict[str, str]]:
+    """Summaries for the HTML report; every full table is in tables/ (CSV/Parquet)."""
     out = []
 
-    def add(title: str, df: pd.DataFrame, note: str = "", limit: int = 60) -> None:
+    def add(title: str, df: pd.DataFrame, note: str = "", limit: int = 40) -> None:
         if df is None or df.empty:
             return
         shown = df.head(limit)
         more = f" Showing the first {limit} of {len(df)} rows." if len(df) > limit else ""
         out.append({"title": title, "note": note + more,
-                    "html": shown.to_html(index=False, float_format=lambda v: f"{v:.6g}", na_rep="", border=0)})
+                    "html": shown.to_html(index=False, float_format=lambda v: f"{v:,.6g}", na_rep="–", border=0)})
 
-    add("Rounds (one row per round)", rs, "Spreads are max - min of the observer offsets of the round's nodes.")
-    add("Failovers", t.failovers)
-    add("Trials", levels)
-    if len(t.cpu):
-        cpu = (t.cpu.dropna(subset=["cpu_pct"]).groupby(["source", "node", "role"], as_index=False)["cpu_pct"]
-               .agg(["count", "mean", "median", "max"]))
-        add("CPU per node and role (% of one core)", cpu if isinstance(cpu, pd.DataFrame) else pd.DataFrame(), limit=80)
+    add("Rounds, per trial", rounds_by_trial(rs),
+        "Skew = max - min of the observer offsets of the round's nodes, before the round and after its "
+        "corrections; every round is in tables/round_summary.csv.")
+    if exceptions is not None and len(exceptions):
+        add("Rounds over the bound, by cause", exceptions,
+            "Each class of post-sync skew above the stated bound, with its cause (docs/analysis.md).")
+    add("Failovers", failovers_html(t.failovers, t0), "Times after the fault (kill -9 or SIGSTOP of the master).")
+    add("Trials", trials_html(levels))
+    add("CPU per role and source", cpu_html(t.cpu, t.round_interval_s),
+        "proc = the runner's sampler (schedstat, ns), daemon = the daemon's own CLOCK_PROCESS_CPUTIME_ID, "
+        "baseline = the node's PID 1 (idle). Per node: tables/cpu.csv.")
     return out
 
 
@@ -347,6 +450,8 @@ def build_report(run_dir: str | Path, write: bool = True, figures: bool = True) 
         "accuracy": lambda: summ.accuracy_section(run, t),
         "failover": lambda: summ.failover_section(t),
         "cpu": lambda: summ.cpu_section(t),
+        "cpu_cost": lambda: summ.cpu_cost_section(
+            t, figs.cpu_by_size(t.cpu, levels, t.round_interval_s) if summ.is_scale(run, levels) else None),
         "observer": lambda: summ.observer_section(t),
     }
     summary: dict[str, Any] = {
@@ -382,7 +487,7 @@ def build_report(run_dir: str | Path, write: bool = True, figures: bool = True) 
             "counts": summary.get("counts"), "headline": headline_rows(summary), "unknown": summary["unknown"],
             "problems": problems, "figures": outcomes, "skipped": [f for f in outcomes if f.status == "skipped"],
             "parquet": parquet, "table_files": sorted({p.stem for p in files if p.parent == tdir}),
-            "html_tables": guard("html_tables", lambda: html_tables(t, rs, levels), []),
+            "html_tables": guard("html_tables", lambda: html_tables(t, rs, levels, run_t0(run, t)), []),
             "manifest_json": json.dumps(run.manifest, indent=2, sort_keys=True, default=str),
         }
         (root / "summary.md").write_text(markdown_env().get_template("summary.md.j2").render(**ctx))

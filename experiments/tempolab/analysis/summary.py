@@ -194,6 +194,58 @@ def failover_section(t: Tables) -> dict[str, Any]:
     }
 
 
+def per_round_us(cpu_pct: Any, interval_s: float) -> Any:
+    """CPU per round in µs: percent of one core x the round interval."""
+    return cpu_pct / 100.0 * interval_s * 1e6
+
+
+def cpu_cross_check(cpu: pd.DataFrame) -> dict[str, Any]:
+    """The runner's schedstat (outside) against the daemon's CLOCK_PROCESS_CPUTIME_ID
+    (inside), per daemon process: mean % of one core of each over the span the daemon's
+    own reports cover (the proc samples inside that span), and their difference.
+
+    Only processes whose two counters are both ns-resolution are compared."""
+    rows = []
+    if cpu.empty:
+        return {"processes": [], "median_abs_diff_pct": None, "n": 0}
+    ns = cpu[cpu["resolution"] == "ns"]
+    for (node, pid), d in ns[ns["source"] == "daemon"].groupby(["node", "pid"]):
+        if len(d) < 2:
+            continue
+        t0, t1 = float(d["t_ref"].min()), float(d["t_ref"].max())
+        p = ns[(ns["source"] == "proc") & (ns["node"] == node) & (ns["pid"] == pid)
+               & (ns["t_ref"] >= t0) & (ns["t_ref"] <= t1)]
+        if len(p) < 2:
+            continue
+
+        def rate(x: pd.DataFrame) -> float:
+            x = x.sort_values("t_ref")
+            return float((x["cpu_s"].iloc[-1] - x["cpu_s"].iloc[0]) / (x["t_ref"].iloc[-1] - x["t_ref"].iloc[0]) * 100)
+        a, b = rate(p), rate(d)
+        rows.append({"node": str(node), "pid": int(pid), "proc_pct": a, "daemon_pct": b,
+                     "diff_pct": a - b, "rel_diff": (a - b) / b if b > 0 else None,
+                     "span_s": float(p["t_ref"].max() - p["t_ref"].min())})
+    diffs = [abs(r["rel_diff"]) for r in rows if r["rel_diff"] is not None]
+    return {"processes": rows, "n": len(rows),
+            "median_abs_rel_diff": float(np.median(diffs)) if diffs else None,
+            "max_abs_rel_diff": float(max(diffs)) if diffs else None}
+
+
+def cpu_size_fit(by_size: pd.DataFrame) -> dict[str, Any] | None:
+    """Least-squares line of CPU per round (µs) against the number of followers (N - 1),
+    per role: the master's slope is its cost per follower per round, a follower's should
+    be about zero.  None with fewer than two group sizes."""
+    out: dict[str, Any] = {}
+    for role, g in by_size.groupby("role"):
+        g = g.dropna(subset=["us_per_round"])
+        if g["cluster_size"].nunique() < 2:
+            continue
+        slope, icpt = np.polyfit(g["cluster_size"] - 1, g["us_per_round"], 1)
+        out[str(role)] = {"per_follower_us": float(slope), "intercept_us": float(icpt),
+                          "sizes": [int(v) for v in sorted(g["cluster_size"].unique())]}
+    return out or None
+
+
 def cpu_section(t: Tables) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for source, g in t.cpu.groupby("source"):
@@ -201,6 +253,19 @@ def cpu_section(t: Tables) -> dict[str, Any]:
         out[str(source)] = {str(role): stats(gr["cpu_pct"], (50, 95)) for role, gr in g.groupby("role")
                             if gr["cpu_pct"].notna().any()}
     return out
+
+
+def cpu_cost_section(t: Tables, by_size: pd.DataFrame | None) -> dict[str, Any]:
+    """CPU per round (µs) per source and role, the counters' resolution, the
+    outside/inside cross-check and (scale runs) the per-follower fit."""
+    per_round = {}
+    for source, g in t.cpu.groupby("source"):
+        per_round[str(source)] = {str(role): stats(per_round_us(gr["cpu_pct"], t.round_interval_s), (50, 95))
+                                  for role, gr in g.groupby("role") if gr["cpu_pct"].notna().any()}
+    res = sorted(set(t.cpu["resolution"].dropna())) if len(t.cpu) and "resolution" in t.cpu else []
+    return {"round_interval_s": t.round_interval_s, "us_per_round": per_round, "resolution": res,
+            "cross_check": cpu_cross_check(t.cpu),
+            "size_fit": cpu_size_fit(by_size) if by_size is not None and len(by_size) else None}
 
 
 def observer_section(t: Tables) -> dict[str, Any]:

@@ -54,6 +54,11 @@ class SyntheticSpec:
     cpu_report_interval_s: float = 10.0
     master_cpu_pct: float = 2.0
     follower_cpu_pct: float = 0.5
+    baseline_cpu_pct: float = 0.01       # the node's PID 1 (sampler's idle baseline)
+    # scale run: per-trial group size written to trials.jsonl (len == trials), and the
+    # master's extra CPU per follower at that size (known per-follower cost)
+    cluster_sizes: tuple[int, ...] | None = None
+    master_cpu_per_follower_pct: float = 0.0
     # drift sweep: per-trial multiplier of every node's rate (len == trials), else None
     drift_levels_ppm: tuple[float, ...] | None = None
     write_profiles: bool = True
@@ -133,7 +138,11 @@ class _Model:
         return "master" if n == self.master else "follower"
 
     def cpu_pct(self, n: str) -> float:
-        return self.spec.master_cpu_pct if n == self.master else self.spec.follower_cpu_pct
+        if n != self.master:
+            return self.spec.follower_cpu_pct
+        sizes = self.spec.cluster_sizes
+        size = sizes[self.trial_no - 1] if sizes and self.trial_no >= 1 else self.spec.nodes
+        return self.spec.master_cpu_pct + self.spec.master_cpu_per_follower_pct * (size - 1)
 
     def _accrue_cpu(self, n: str, t: float) -> None:
         # CPU time grows at the node's current role rate; called before any role change
@@ -239,14 +248,17 @@ class _Model:
                 self.cpu_intervals.append((self.role(n), (cum - prev_cum) / dt * 100.0, dt))
             self._cpu_prev_t[n], self._cpu_prev_cum[n] = t, cum
             self.cpu.append({"t_ref": t, "trial": self.trial_no, "node": n, "pid": self.pid[n],
-                             "utime_s": 0.7 * cum, "stime_s": 0.3 * cum,
+                             "utime_s": 0.7 * cum, "stime_s": 0.3 * cum, "cpu_ns": int(round(cum * 1e9)),
+                             # the node's PID 1, idle: a known baseline percent
+                             "base_cpu_ns": int(round((t - self.spec.start_s) * self.spec.baseline_cpu_pct * 1e7)),
                              # the runner's sampler records the observed election state
                              "role": "LEADER" if self.role(n) == "master" else "FOLLOWER"})
 
     def cpu_report(self, n: str, t: float) -> None:
         if self.alive[n]:
             self._accrue_cpu(n, t)
-            self.log(n, t, "cpu", utime_s=0.7 * self.cpu_cum[n], stime_s=0.3 * self.cpu_cum[n])
+            self.log(n, t, "cpu", utime_s=0.7 * self.cpu_cum[n], stime_s=0.3 * self.cpu_cum[n],
+                     cpu_ns=int(round(self.cpu_cum[n] * 1e9)))
 
     def kill(self, t: float, trial: dict[str, Any]) -> None:
         s = self.spec
@@ -324,6 +336,8 @@ class _Model:
             trial: dict[str, Any] = {"trial": j + 1, "name": kind, "t_start": t0, "t_end": t1, "outcome": "ok"}
             if s.drift_levels_ppm:
                 trial["drift_ppm"] = s.drift_levels_ppm[j]
+            if s.cluster_sizes:
+                trial["cluster_size"] = s.cluster_sizes[j]
             self.trials.append(trial)
             self.schedule(t0, 0, lambda tt, j=j: self._begin_trial(j + 1, tt))
             last_round_t = t1 if kind == "baseline" else t0 + s.kill_at_s
@@ -340,6 +354,9 @@ class _Model:
         # rounds whose post samples never came (end of run) do not count as post skews
 
     def _begin_trial(self, number: int, t: float) -> None:
+        for n in self.names:
+            if self.alive[n]:
+                self._accrue_cpu(n, t)   # at the old trial's rate (group size)
         self.trial_no = number
         for n in self.names:
             if not self.alive[n]:

@@ -488,16 +488,27 @@ def normalise_role(role: Any) -> str:
     return ROLE_NAMES.get(role.upper(), role.lower())
 
 
-CPU_COLUMNS = ["t_ref", "trial", "node", "pid", "role", "source", "cpu_s", "dt_s", "cpu_pct"]
+CPU_COLUMNS = ["t_ref", "trial", "node", "pid", "role", "source", "resolution", "cpu_s", "dt_s", "cpu_pct"]
+
+
+def _cpu_seconds(df: pd.DataFrame, ns_col: str) -> tuple[pd.Series, pd.Series]:
+    """CPU seconds per record: the ns counter where recorded, else utime + stime (ticks)."""
+    ticks = _num(df["utime_s"]) + _num(df["stime_s"]) if "utime_s" in df else pd.Series(np.nan, index=df.index)
+    ns = _num(df[ns_col]) * 1e-9 if ns_col in df else pd.Series(np.nan, index=df.index)
+    return ns.where(ns.notna(), ticks), pd.Series(np.where(ns.notna(), "ns", "tick"), index=df.index)
 
 
 def cpu_table(run: RunData, events: pd.DataFrame, samples: pd.DataFrame, problems: list[str]) -> pd.DataFrame:
     """Percent of one core over each interval between successive samples of one pid.
 
-    Two sources: ``proc`` (the runner's /proc sampler, reference-time intervals) and
-    ``daemon`` (the daemon's own ``cpu`` events, placed in reference time as above; its
-    role is the node's observed state at that moment).  A counter that goes down (new
-    process with the same pid) starts a new series instead of giving a negative percent.
+    Three sources: ``proc`` (the runner's sampler: schedstat on-CPU ns, or /proc stat
+    ticks in folders written before it), ``daemon`` (the daemon's own ``cpu`` events:
+    CLOCK_PROCESS_CPUTIME_ID ns, or os.times() ticks; placed in reference time as above;
+    its role is the node's observed state at that moment) and ``baseline`` (the
+    sampler's reading of the node's PID 1, idle between SSH connections; role
+    ``baseline``).  ``resolution`` says which counter (``ns`` or ``tick``).  A counter that
+    goes down (new process with the same pid) starts a new series instead of giving a
+    negative percent.
     """
     frames = []
     proc = pd.DataFrame(run.cpu)
@@ -506,13 +517,21 @@ def cpu_table(run: RunData, events: pd.DataFrame, samples: pd.DataFrame, problem
             if c not in proc:
                 proc[c] = None
         proc["t_ref"] = _num(proc["t_ref"])
-        proc["cpu_s"] = _num(proc["utime_s"]) + _num(proc["stime_s"])
+        proc["cpu_s"], proc["resolution"] = _cpu_seconds(proc, "cpu_ns")
         proc["role"] = proc["role"].map(normalise_role)
         proc["source"] = "proc"
-        frames.append(proc[["t_ref", "trial", "node", "pid", "role", "source", "cpu_s"]])
+        frames.append(proc[["t_ref", "trial", "node", "pid", "role", "source", "resolution", "cpu_s"]])
+        if "base_cpu_ns" in proc and proc["base_cpu_ns"].notna().any():
+            b = proc.dropna(subset=["base_cpu_ns"]).copy()
+            b["cpu_s"] = _num(b["base_cpu_ns"]) * 1e-9
+            b["pid"], b["role"], b["source"], b["resolution"] = 1, "baseline", "baseline", "ns"
+            frames.append(b[["t_ref", "trial", "node", "pid", "role", "source", "resolution", "cpu_s"]])
     if not events.empty and "ev" in events and (events["ev"] == "cpu").any():
         d = events[events["ev"] == "cpu"].copy()
-        d["cpu_s"] = _num(d.get("utime_s")) + _num(d.get("stime_s"))
+        for c in ("utime_s", "stime_s"):
+            if c not in d:
+                d[c] = np.nan
+        d["cpu_s"], d["resolution"] = _cpu_seconds(d, "cpu_ns")
         # pid: the last `start` event of that node before the cpu event
         starts = events[events["ev"] == "start"][["node", "t_ref", "pid"]].dropna(subset=["t_ref"]).sort_values("t_ref")
         d = d.drop(columns=[c for c in ("pid",) if c in d]).sort_values("t_ref")
@@ -525,7 +544,7 @@ def cpu_table(run: RunData, events: pd.DataFrame, samples: pd.DataFrame, problem
         d["role"] = np.where(d[state_col] == "LEADER", "master", "follower")
         d["trial"] = d.get("trial")
         d["source"] = "daemon"
-        frames.append(d[["t_ref", "trial", "node", "pid", "role", "source", "cpu_s"]])
+        frames.append(d[["t_ref", "trial", "node", "pid", "role", "source", "resolution", "cpu_s"]])
     if not frames:
         return pd.DataFrame(columns=CPU_COLUMNS)
     df = pd.concat(frames, ignore_index=True)
