@@ -51,6 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "below the guest kernel; provider vagrant only, docs/clock.md)")
     p.add_argument("--no-deploy", dest="deploy", action="store_false",
                    help="use the daemons already deployed (restart them instead of ansible)")
+    # tempo demo says what is left up once, at its very end
+    p.add_argument("--no-still-up", dest="no_still_up", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
@@ -111,7 +113,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         raise ConfigError("give a SUITE, --resume RUN_DIR or --cleanup")
     old = signal.signal(signal.SIGTERM, _sigterm)
+    runner = Runner(suite, opts, raw)
     try:
-        return Runner(suite, opts, raw).run()
+        return runner.run()
     finally:
         signal.signal(signal.SIGTERM, old)
+        if runner.on_lab and not getattr(args, "no_still_up", False):
+            from .leftovers import still_up_line
+
+            print(still_up_line(runner._lab_name()), flush=True)

@@ -151,6 +151,11 @@ def headline_rows(s: dict[str, Any]) -> list[dict[str, str]]:
         st = _get(fo, key) or {}
         add(f"{label} p50 / p95 / max", " / ".join(fmt_s(st.get(k)) for k in ("p50", "p95", "max"))
             + f" (n={st.get('n', 0)})", "from trials.jsonl, filled from daemon logs", fo)
+    rsy = _get(fo, "resync_s") or {}
+    if rsy.get("n"):
+        add("restart → in sync again p50 / p95 / max",
+            " / ".join(fmt_s(rsy.get(k)) for k in ("p50", "p95", "max")) + f" (n={rsy['n']})",
+            "killed daemon restarted (raw clock, UNSYNCED) until the observer sees it in sync", fo)
     cpu = s.get("cpu")
     if cpu is None:
         add("CPU", "", "", None)

@@ -182,9 +182,33 @@ def accuracy_section(run: RunData, t: Tables) -> dict[str, Any]:
     }
 
 
+def resync_times(t: Tables) -> pd.DataFrame:
+    """Per restart of a killed daemon (a kill's ``end`` in faults.jsonl, or a ``restart``):
+    time until the observer first saw that node answering, and until it first saw it
+    in sync again (LEADER / FOLLOWER, not UNSYNCED) -- the resync after its raw clock
+    came back."""
+    cols = ["trial", "node", "restart_t", "answer_s", "resync_s"]
+    f, s = t.faults, t.samples
+    if f.empty or s.empty:
+        return pd.DataFrame(columns=cols)
+    ends = f[((f["kind"] == "kill") & (f["phase"] == "end")) | (f["kind"] == "restart")]
+    rows = []
+    for _, e in ends.iterrows():
+        for node in e["targets"]:
+            later = s[(s["node"] == str(node)) & (s["t_ref"] > e["t_ref"])]
+            ans = later[later["responded"]]
+            syn = later[later["in_sync"]]
+            rows.append({"trial": e["trial"], "node": str(node), "restart_t": float(e["t_ref"]),
+                         "answer_s": float(ans["t_ref"].iloc[0] - e["t_ref"]) if len(ans) else math.nan,
+                         "resync_s": float(syn["t_ref"].iloc[0] - e["t_ref"]) if len(syn) else math.nan})
+    return pd.DataFrame(rows, columns=cols)
+
+
 def failover_section(t: Tables) -> dict[str, Any]:
     f = t.failovers
+    rs = resync_times(t)
     return {
+        "resync_s": stats(rs["resync_s"], (50, 95)),
         "count": int(len(f)),
         "detect_s": stats(f["detect_s"] if len(f) else [], (50, 95)),
         "new_master_s": stats(f["new_master_s"] if len(f) else [], (50, 95)),
@@ -201,8 +225,9 @@ def per_round_us(cpu_pct: Any, interval_s: float) -> Any:
 
 def cpu_cross_check(cpu: pd.DataFrame) -> dict[str, Any]:
     """The runner's schedstat (outside) against the daemon's CLOCK_PROCESS_CPUTIME_ID
-    (inside), per daemon process: mean % of one core of each over the span the daemon's
-    own reports cover (the proc samples inside that span), and their difference.
+    (inside), per daemon process: mean % of one core of each over the span both
+    counters cover (each from its own first and last reading inside it), and their
+    difference.
 
     Only processes whose two counters are both ns-resolution are compared."""
     rows = []
@@ -212,10 +237,15 @@ def cpu_cross_check(cpu: pd.DataFrame) -> dict[str, Any]:
     for (node, pid), d in ns[ns["source"] == "daemon"].groupby(["node", "pid"]):
         if len(d) < 2:
             continue
-        t0, t1 = float(d["t_ref"].min()), float(d["t_ref"].max())
-        p = ns[(ns["source"] == "proc") & (ns["node"] == node) & (ns["pid"] == pid)
-               & (ns["t_ref"] >= t0) & (ns["t_ref"] <= t1)]
+        p = ns[(ns["source"] == "proc") & (ns["node"] == node) & (ns["pid"] == pid)]
         if len(p) < 2:
+            continue
+        # the span both saw: the daemon reports from its start (deployment, before the run)
+        t0 = max(float(d["t_ref"].min()), float(p["t_ref"].min()))
+        t1 = min(float(d["t_ref"].max()), float(p["t_ref"].max()))
+        d = d[(d["t_ref"] >= t0) & (d["t_ref"] <= t1)]
+        p = p[(p["t_ref"] >= t0) & (p["t_ref"] <= t1)]
+        if len(p) < 2 or len(d) < 2:
             continue
 
         def rate(x: pd.DataFrame) -> float:
