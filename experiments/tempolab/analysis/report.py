@@ -143,8 +143,21 @@ def headline_rows(s: dict[str, Any]) -> list[dict[str, str]]:
     wb = _get(acc, "rounds_within_bound") or {}
     share = wb.get("share")
     add("rounds within bound", f"{wb.get('within', 0)} of {wb.get('of', 0)}"
-        + (f" ({share:.0%})" if share is not None else ""),
-        "post-sync skew <= 2 max(daemon bound + observer bound) + 2ρ × observer lag", acc)
+        + (f" ({share:.1%})" if share is not None else ""),
+        "post-sync skew <= 2 max(daemon bound + observer bound) + 2ρ × observer lag + the two largest "
+        "corrections not yet slewed at the observer's sample", acc)
+    lb = _get(acc, "rounds_within_landed_bound") or {}
+    if lb.get("of"):
+        add("rounds within the bound without the slew term", f"{lb['within']} of {lb['of']} ({lb['share']:.1%})",
+            "as if every correction landed at once (the earlier bound)", acc)
+    ex = _get(acc, "bound_exceptions") or {}
+    if ex:
+        add("rounds over the bound, by class", "; ".join(f"{k}: {v['rounds']}" for k, v in ex.items()),
+            "causes in the table 'Rounds over the bound, by cause'", acc)
+    ws = _get(acc, "rounds_within_bound_without_stated_exceptions") or {}
+    if ws.get("of"):
+        add("within bound once stated exceptions are set apart", f"{ws['within']} of {ws['of']} ({ws['share']:.1%})",
+            "rounds over the bound with a stated cause (rejoin, observer, late sample) left out", acc)
     add("max drift ρ", "n/a" if _get(acc, "max_drift_ppm") is None else f"{_get(acc, 'max_drift_ppm'):g} ppm",
         "largest |rate| in any node's drift profile", acc)
     for key, label in (("new_master_s", "failover: fault → new master"), ("first_round_s", "failover: fault → first round")):
@@ -282,7 +295,7 @@ def figure_makers(run: RunData, t: Tables, guard: Guard) -> dict[str, Callable[[
     t_last = float(t.samples["t_ref"].max()) if len(t.samples) else t0
     windows = guard("fault_windows", lambda: fault_windows(t.faults, t_last),
                     pd.DataFrame(columns=["kind", "targets", "t_start", "t_end", "closed"]))
-    rs = guard("round_summary", lambda: summ.round_summary(t.rounds, rho), summ.round_summary(t.rounds.iloc[0:0], rho))
+    rs = guard("round_summary", lambda: summ.run_round_summary(run, t), summ.round_summary(t.rounds.iloc[0:0], rho))
     levels = guard("trial_levels", lambda: summ.trial_levels(run, t),
                    pd.DataFrame(columns=["trial", "drift_ppm", "cluster_size"]))
     between = summ.between_round_sweeps(t.sweeps, t.round_interval_s)
@@ -369,6 +382,13 @@ def rounds_by_trial(rs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def exceptions_html(rs: pd.DataFrame) -> pd.DataFrame:
+    ex = summ.bound_exceptions(rs) if rs is not None and len(rs) else {}
+    return pd.DataFrame([{"class": k, "rounds": v["rounds"], "max post-sync skew (µs)": _us(v["max_post_skew_s"]),
+                          "round ids": ", ".join(map(str, v["round_ids"][:20])) + (" ..." if v["rounds"] > 20 else ""),
+                          "cause": v["cause"]} for k, v in ex.items()])
+
+
 def failovers_html(f: pd.DataFrame, t0: float) -> pd.DataFrame:
     if f is None or f.empty:
         return pd.DataFrame()
@@ -447,7 +467,7 @@ def build_report(run_dir: str | Path, write: bool = True, figures: bool = True) 
     t = build_tables(run, guard)
     problems = list(run.problems) + list(t.problems)
     rho = guard("drift", lambda: summ.max_drift_ppm(run), math.nan)
-    rs = guard("round_summary", lambda: summ.round_summary(t.rounds, rho), pd.DataFrame())
+    rs = guard("round_summary", lambda: summ.run_round_summary(run, t), pd.DataFrame())
     levels = guard("trial_levels", lambda: summ.trial_levels(run, t), pd.DataFrame())
 
     sections = {
@@ -492,7 +512,8 @@ def build_report(run_dir: str | Path, write: bool = True, figures: bool = True) 
             "counts": summary.get("counts"), "headline": headline_rows(summary), "unknown": summary["unknown"],
             "problems": problems, "figures": outcomes, "skipped": [f for f in outcomes if f.status == "skipped"],
             "parquet": parquet, "table_files": sorted({p.stem for p in files if p.parent == tdir}),
-            "html_tables": guard("html_tables", lambda: html_tables(t, rs, levels, run_t0(run, t)), []),
+            "html_tables": guard("html_tables", lambda: html_tables(t, rs, levels, run_t0(run, t),
+                                                                    exceptions_html(rs)), []),
             "manifest_json": json.dumps(run.manifest, indent=2, sort_keys=True, default=str),
         }
         (root / "summary.md").write_text(markdown_env().get_template("summary.md.j2").render(**ctx))

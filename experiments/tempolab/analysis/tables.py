@@ -255,8 +255,8 @@ def events_table(run: RunData, samples: pd.DataFrame, problems: list[str]) -> pd
 def estimate_round_interval(run: RunData, events: pd.DataFrame) -> float:
     suite = run.manifest.get("suite")
     if isinstance(suite, dict):
-        for key in ("round_interval_s",):
-            v = suite.get(key) or (suite.get("timers") or {}).get(key) if isinstance(suite.get("timers", {}), dict) else None
+        for where in (suite, suite.get("timers"), suite.get("daemon")):
+            v = where.get("round_interval_s") if isinstance(where, dict) else None
             if isinstance(v, (int, float)) and v > 0:
                 return float(v)
     if not events.empty and "ev" in events:
@@ -544,6 +544,13 @@ def cpu_table(run: RunData, events: pd.DataFrame, samples: pd.DataFrame, problem
         d["role"] = np.where(d[state_col] == "LEADER", "master", "follower")
         d["trial"] = d.get("trial")
         d["source"] = "daemon"
+        if len(samples):
+            # the daemon reports from its start (deployment): keep what the run observed,
+            # from one report before the first observer sample
+            first = float(samples["t_ref"].min())
+            before = d[d["t_ref"] < first].groupby("node")["t_ref"].max()
+            keep_from = d["node"].map(before).fillna(-np.inf)
+            d = d[d["t_ref"] >= keep_from]
         frames.append(d[["t_ref", "trial", "node", "pid", "role", "source", "resolution", "cpu_s"]])
     if not frames:
         return pd.DataFrame(columns=CPU_COLUMNS)
