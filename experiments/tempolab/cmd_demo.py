@@ -84,7 +84,7 @@ def headline_lines(summary: dict) -> list[str]:
                      + ", ".join(parts))
     x = _g(summary, "cpu_cost", "cross_check") or {}
     if isinstance(x, dict) and x.get("n"):
-        lines.append(f"CPU cross-check schedstat vs CLOCK_PROCESS_CPUTIME_ID: median |diff| "
+        lines.append(f"CPU cross-check schedstat vs CLOCK_PROCESS_CPUTIME_ID: median abs. difference "
                      f"{x['median_abs_rel_diff']:.1%} over {x['n']} processes")
     return lines
 

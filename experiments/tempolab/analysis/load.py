@@ -1,6 +1,7 @@
 """Read a run folder into memory, tolerating damage and recording every problem.
 
-Owns the file-level contract of docs/architecture.md "Run folder": which files exist,
+Owns the file-level contract of docs/architecture.md "Run folder": which files exist (each
+JSON-lines file may also be stored gzip-compressed as NAME.jsonl.gz),
 JSON-lines parsing (a last line cut mid-way is dropped and reported, not fatal),
 required manifest fields, per-node event logs and drift profiles.  It does not
 interpret the records (that is :mod:`.tables`) and never writes anything.
@@ -62,8 +63,12 @@ def read_jsonl(path: Path, problems: list[str], rel: str | None = None) -> list[
     rel = rel or path.name
     try:
         raw = path.read_bytes()
-    except OSError as exc:
-        problems.append(f"{rel}: cannot read ({exc.strerror})")
+        if path.suffix == ".gz":
+            import gzip
+
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError) as exc:
+        problems.append(f"{rel}: cannot read ({getattr(exc, 'strerror', None) or exc})")
         return []
     text = raw.decode("utf-8", errors="replace")
     lines = text.split("\n")
@@ -94,7 +99,7 @@ def _check_run_folder(path: Path) -> None:
         raise NotARunFolder("no such directory", source=str(path))
     if not path.is_dir():
         raise NotARunFolder("not a directory (expected a run folder results/<stamp>-<suite>/)", source=str(path))
-    if not any((path / name).exists() for name in RUN_FILES):
+    if not any((path / name).exists() or (path / f"{name}.gz").exists() for name in RUN_FILES):
         raise NotARunFolder(
             "not a run folder: none of " + ", ".join(RUN_FILES) + " is present", source=str(path)
         )
@@ -125,7 +130,7 @@ def load_run(path: str | Path) -> RunData:
                 problems.append(f"manifest.json: field '{key}' missing")
 
     def jsonl(name: str, required: bool) -> list[dict[str, Any]]:
-        p = root / name
+        p = existing(root / name)
         if not p.exists():
             if required:
                 problems.append(f"{name}: missing")
@@ -149,7 +154,7 @@ def load_run(path: str | Path) -> RunData:
     events: dict[str, list[dict[str, Any]]] = {}
     profiles: dict[str, DriftProfile] = {}
     for node in sorted(names, key=node_sort_key):
-        ev_path = nodes_dir / node / "events.jsonl"
+        ev_path = existing(nodes_dir / node / "events.jsonl")
         if ev_path.exists():
             events[node] = read_jsonl(ev_path, problems, f"nodes/{node}/events.jsonl")
         else:
@@ -179,6 +184,13 @@ def load_run(path: str | Path) -> RunData:
         nodes=sorted(names, key=node_sort_key),
         problems=problems,
     )
+
+
+def existing(path: Path) -> Path:
+    """``path``, or its gzip-compressed ``path.gz`` when only that exists (the committed
+    example keeps its raw records compressed)."""
+    gz = path.with_name(path.name + ".gz")
+    return gz if not path.exists() and gz.exists() else path
 
 
 def node_sort_key(name: str) -> tuple[str, int, str]:

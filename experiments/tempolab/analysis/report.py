@@ -179,7 +179,8 @@ def headline_rows(s: dict[str, Any]) -> list[dict[str, str]]:
                     "% of one core over successive counter samples of one process", cpu)
     cc = s.get("cpu_cost")
     if isinstance(cc, dict):
-        pr = _get(cc, "us_per_round", "proc") or {}
+        pr = dict(_get(cc, "us_per_round", "proc") or {})
+        pr.update(_get(cc, "us_per_round", "baseline") or {})
         for role in ("master", "follower", "baseline"):
             st = pr.get(role)
             if st:
@@ -190,7 +191,7 @@ def headline_rows(s: dict[str, Any]) -> list[dict[str, str]]:
         x = cc.get("cross_check") or {}
         if x.get("n"):
             add("CPU cross-check: schedstat vs CLOCK_PROCESS_CPUTIME_ID",
-                f"median |diff| {x['median_abs_rel_diff']:.1%}, max {x['max_abs_rel_diff']:.1%} (n={x['n']})",
+                f"median abs. difference {x['median_abs_rel_diff']:.1%}, max {x['max_abs_rel_diff']:.1%} (n={x['n']})",
                 "per daemon process, mean CPU over the span of its own reports, outside vs inside", cc)
         for role, f in sorted((cc.get("size_fit") or {}).items()):
             add(f"CPU per round against N, {role}", f"{f['per_follower_us']:.1f} µs per follower "
