@@ -11,8 +11,8 @@ import yaml
 from tempolab.errors import ConfigError
 from tempolab.runner.suite import builtin_suites, load_suite, parse_suite
 
-BUILTIN = ["accuracy", "asymmetry", "drift-sweep", "failover", "failover-stop", "leader-kill", "load", "loss",
-           "partition-heal", "pause", "protocols", "scale", "smoke", "stress", "timers"]
+BUILTIN = ["accuracy", "asymmetry", "demo", "drift-sweep", "failover", "failover-stop", "leader-kill", "load",
+           "loss", "partition-heal", "pause", "protocols", "scale", "smoke", "stress", "timers"]
 
 
 def test_builtin_suites_present_and_valid():
@@ -97,7 +97,7 @@ def test_sweep_points_apply_overrides():
 
 
 def test_unknown_suite_lists_builtins(tmp_path):
-    with pytest.raises(ConfigError, match="built-in: accuracy, asymmetry, drift-sweep"):
+    with pytest.raises(ConfigError, match="built-in: accuracy, asymmetry, demo, drift-sweep"):
         load_suite("nope")
     bad = tmp_path / "bad.yaml"
     bad.write_text("faults: [kind: kill\n")
