@@ -89,6 +89,9 @@ def test_ssh_pool_cpu_and_signal_faults_on_real_nodes(lab):
             time.sleep(0.5)
             reading = cpu.parse_output(pool.run("n2", cpu.CPU_CMD).stdout)
             assert reading is not None and reading.utime_s > 0.1  # a busy loop for 0.5 s
+            # schedstat ns of the busy loop agrees with its ticks; the node's PID 1 (sshd) is read too
+            assert reading.cpu_ns is not None and abs(reading.cpu_ns * 1e-9 - reading.utime_s - reading.stime_s) < 0.05
+            assert reading.base_cpu_ns is not None and reading.base_cpu_ns >= 0
             stop = faults.resolve(FaultSpec("stop", at_s=0, duration_s=1, targets=("n2",)), refs, "n1",
                                   random.Random(1))
             pool.run_many(stop.apply_cmds, check=True)
@@ -129,6 +132,7 @@ def test_smoke(lab, tmp_path):
     assert sorted(o["bound_s"] for o in answered)[len(answered) // 2] < 0.002
     cpu = rf.read("cpu")
     assert cpu and all(c["utime_s"] is not None for c in cpu if c["trial"] == 1)
+    assert all(isinstance(c.get("cpu_ns"), int) for c in cpu if c["trial"] == 1 and c.get("pid"))
     m = rf.read_manifest()
     assert m["status"] == "ok" and set(m["nodes"]) == {"n1", "n2", "n3"}
     assert all(m["nodes"][n]["profile"] for n in m["nodes"])

@@ -383,8 +383,14 @@ def fig_cpu(cpu: pd.DataFrame, palette: Mapping[str, Colour], by_size: pd.DataFr
     # CPU per role over time: every interval as a faint point, the per-role median per sample round
     a = ax["time"]
     for role, g in proc.groupby("role"):
-        col = _role_colour(str(role))
         t = g["t_ref"] - t0
+        if role not in ("master", "follower"):
+            # transitional states (candidate, unsynced, ...) come in short bursts: a line
+            # through them would cross minutes in which no node was in that state
+            a.scatter(t, g["cpu_pct"], s=6, color=_role_colour(str(role)), alpha=0.6, lw=0, marker="x",
+                      label=f"{role} (per interval)")
+            continue
+        col = _role_colour(str(role))
         a.scatter(t, g["cpu_pct"], s=4, color=col, alpha=0.25, lw=0)
         med = g.assign(tb=(t / max(float(g["dt_s"].median()), 1e-3)).round()).groupby("tb").agg(
             t=("t_ref", "median"), v=("cpu_pct", "median"))

@@ -140,6 +140,12 @@ def headline_rows(s: dict[str, Any]) -> list[dict[str, str]]:
         "per round: max - min of each node's first observer offset after the corrections", acc)
     add("between-round max skew", fmt_s(_get(acc, "between_round_max_skew_s")),
         "max over observer sweeps within 1.5 round intervals of a round by the current master", acc)
+    bc = _get(acc, "between_round_clean") or {}
+    if bc.get("of"):
+        add("between-round max skew, delayed observer samples left out",
+            f"{fmt_s(bc.get('max_skew_s'))} ({bc['sweeps_left_out']} of {bc['of']} sweeps left out)",
+            f"sweeps where a node's observer sample had an error bound over {fmt_s(bc.get('bound_limit_s'))} "
+            "(3x the median) are left out: that sample, not the clock, is off by up to its bound", acc)
     wb = _get(acc, "rounds_within_bound") or {}
     share = wb.get("share")
     add("rounds within bound", f"{wb.get('within', 0)} of {wb.get('of', 0)}"

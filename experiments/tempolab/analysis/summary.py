@@ -258,6 +258,9 @@ def accuracy_section(run: RunData, t: Tables) -> dict[str, Any]:
         "post_sync_skew_s": stats(rs["post_skew_s"]),
         "pre_sync_skew_s": stats(rs["pre_skew_s"]),
         "between_round_max_skew_s": float(br["max_skew_s"].max()) if len(br) else None,
+        # the same without sweeps in which a node's observer sample has an error bound over
+        # 3x the run's median (a delayed probe: the sample, not the clock, is off by up to it)
+        "between_round_clean": between_round_clean(t, br),
         "rounds_within_bound": {"within": int(within.sum()), "of": int(within.size),
                                 "share": float(within.mean()) if within.size else None},
         # the bound without the slew term (every correction taken as landed at once)
@@ -293,6 +296,19 @@ def resync_times(t: Tables) -> pd.DataFrame:
                          "answer_s": float(ans["t_ref"].iloc[0] - e["t_ref"]) if len(ans) else math.nan,
                          "resync_s": float(syn["t_ref"].iloc[0] - e["t_ref"]) if len(syn) else math.nan})
     return pd.DataFrame(rows, columns=cols)
+
+
+def between_round_clean(t: Tables, br: pd.DataFrame) -> dict[str, Any]:
+    s = t.samples
+    b = s["bound_s"].dropna() if len(s) else pd.Series(dtype=float)
+    if br.empty or b.empty:
+        return {"max_skew_s": None, "sweeps_left_out": 0, "of": int(len(br)), "bound_limit_s": None}
+    limit = 3 * float(b.median())
+    worst = s[s["in_sync"]].groupby("sweep")["bound_s"].max()
+    bad = br["sweep"].map(worst).fillna(0) > limit
+    keep = br[~bad]
+    return {"max_skew_s": float(keep["max_skew_s"].max()) if len(keep) else None,
+            "sweeps_left_out": int(bad.sum()), "of": int(len(br)), "bound_limit_s": limit}
 
 
 def failover_section(t: Tables) -> dict[str, Any]:
