@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         return runner.run()
     finally:
         signal.signal(signal.SIGTERM, old)
-        if runner.on_lab and not getattr(args, "no_still_up", False):
+        if runner.provider_name == "lab" and not getattr(args, "no_still_up", False):
             from .leftovers import still_up_line
 
             print(still_up_line(runner._lab_name()), flush=True)
