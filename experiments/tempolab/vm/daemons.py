@@ -34,7 +34,8 @@ def _pid(name: str) -> int | None:
         comm = Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         return None
-    return pid if comm == name else None
+    # a daemon reparented to an init that does not reap stays a zombie: not running
+    return pid if comm == name and "zombie" not in _state(pid) else None
 
 
 def _netns_inode(pid: int | str) -> int | None:
