@@ -77,8 +77,13 @@ def test_three_vms_run_the_smoke_suite_and_leave_nothing(tmp_path):
         samples = [json.loads(x) for x in (run_dir / "observer.jsonl").read_text().splitlines()]
         assert {s["node"] for s in samples if s.get("offset_s") is not None} == {"n1", "n2", "n3"}
 
+        # the same deploy again, with the variables the runner deployed with: changes nothing
+        events = [json.loads(x) for x in (run_dir / "runner.jsonl").read_text().splitlines()]
+        (vars_,) = [e["vars"] for e in events if e["phase"] == "deploy_start"]
+        vars_file = tmp_path / "deploy-vars.json"
+        vars_file.write_text(json.dumps(vars_))
         t2 = time.monotonic()
-        again = _tempo("deploy", "--provider", "vagrant")
+        again = _tempo("deploy", "--provider", "vagrant", "-e", f"@{vars_file}")
         times["redeploy_s"] = time.monotonic() - t2
         assert again.returncode == 0
         rows = _recap(again.stdout)
