@@ -131,32 +131,11 @@ def process_cpu_ns_reader() -> Callable[[], int]:
 
 
 def raw_realtime_reader() -> Callable[[], float] | None:
-    """A reader of the kernel's CLOCK_REALTIME through the raw system call, or None.
-
-    libfaketime intercepts the libc clock functions (and maps CLOCK_TAI, _RAW, ... to its
-    fake time), not the system call itself.
-    """
-    nr = _SYS_CLOCK_GETTIME.get(platform.machine())
-    if nr is None:
+    """A reader of the kernel's CLOCK_REALTIME (float seconds) past libfaketime, or None."""
+    read_ns = raw_clock_ns_reader(0)  # 0 = CLOCK_REALTIME
+    if read_ns is None:
         return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        syscall = libc.syscall
-    except (OSError, AttributeError):
-        return None
-    ts = _Timespec()
-    ref = ctypes.byref(ts)
-
-    def read() -> float:
-        if syscall(nr, 0, ref) != 0:      # 0 = CLOCK_REALTIME
-            raise OSError(ctypes.get_errno(), "clock_gettime")
-        return ts.tv_sec + ts.tv_nsec * 1e-9
-
-    try:
-        read()
-    except OSError:
-        return None
-    return read
+    return lambda: read_ns() / NS
 
 
 class KernelStamps:
