@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -95,18 +96,29 @@ def test_parse_output_with_schedstat_ns():
 
 def test_schedstat_ns_matches_the_process_cpu_clock(tmp_path):
     # two independent counters of the same CPU time: the kernel's schedstat (read from
-    # outside, as the sampler does) and CLOCK_PROCESS_CPUTIME_ID (the daemon's self-report)
-    import time
-
-    pidfile = tmp_path / "tempod.pid"
-    pidfile.write_text(f"{os.getpid()}\n")
-    sum(i * i for i in range(2_000_000))  # > 2.1 s of CPU would also catch a %d clamp in awk
-    inside = time.clock_gettime_ns(time.CLOCK_PROCESS_CPUTIME_ID)
-    out = subprocess.run(["sh", "-c", cpu.CPU_CMD.replace(cpu.PIDFILE, str(pidfile))],
-                         capture_output=True, text=True, check=True).stdout
+    # outside, as the sampler does) and CLOCK_PROCESS_CPUTIME_ID (the daemon's self-report).
+    # Measured on a fresh single-threaded child like tempod: in this pytest process the
+    # CPU of threads that earlier tests started and ended counts in the process clock but
+    # has no /proc/<pid>/task entry any more (2.2 s apart after a full CI run).
+    child = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\n"
+         "sum(i * i for i in range(2_000_000))\n"  # > 2.1 s of CPU would also catch a %d clamp
+         "print(time.clock_gettime_ns(time.CLOCK_PROCESS_CPUTIME_ID), flush=True)\n"
+         "sys.stdin.read()\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        inside = int(child.stdout.readline())
+        pidfile = tmp_path / "tempod.pid"
+        pidfile.write_text(f"{child.pid}\n")
+        out = subprocess.run(["sh", "-c", cpu.CPU_CMD.replace(cpu.PIDFILE, str(pidfile))],
+                             capture_output=True, text=True, check=True).stdout
+    finally:
+        child.stdin.close()
+        child.wait(timeout=30)
     r = cpu.parse_output(out)
     assert r is not None and r.cpu_ns is not None and r.base_cpu_ns is not None
-    # schedstat lags by the running slice at most; this process is idle in subprocess.run
+    # the child is blocked on stdin between the two reads; schedstat lags by a slice at most
     assert abs(r.cpu_ns - inside) < 20_000_000
     assert r.cpu_ns % 10_000_000 != 0 or r.cpu_ns == 0  # not clock ticks
 
