@@ -28,7 +28,7 @@ import yaml
 from tempolab.lab import Lab
 from tempolab.runner import faults
 
-from labkit import nft_tables, running_daemons, stopped_daemons
+from labkit import default_sigint, nft_tables, running_daemons, stopped_daemons
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -133,7 +133,8 @@ def kill_once(n: int, lab: Lab, suite_path: Path, out: Path, *, sig: signal.Sign
     log = open(out / f"kill{n}.log", "w")
     t_launch = time.time()
     proc = subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=default_sigint)
     notes: list[str] = []
     run_dir: Path | None = None
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import time
 from pathlib import Path
 from typing import Iterator
@@ -135,3 +136,10 @@ def ssh(lab: Lab, node: str, command: str, timeout_s: float = 30.0) -> str:
         return text
     finally:
         c.close()
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for a runner the test interrupts with SIGINT: a test suite started in
+    the background by a non-interactive shell inherits SIGINT *ignored*, and Python then
+    installs no KeyboardInterrupt handler in the child, so the signal would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -22,6 +22,8 @@ from tempolab.runner.driver import Runner, RunOptions
 from tempolab.runner.runfolder import RunFolder
 from tempolab.runner.suite import parse_suite
 
+from labkit import default_sigint
+
 pytestmark = pytest.mark.lab
 
 LAB, SUBNET = "trun", "10.78.0.0/24"
@@ -179,7 +181,8 @@ def test_sigint_during_partition_leaves_no_rule_and_keeps_data(lab, tmp_path):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "tempolab.cli", "run", str(path), "--quiet",
                              "--lab", LAB, "--subnet", SUBNET, "--out", str(tmp_path / "out"), "--no-deploy"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 240
         faults_file = None
