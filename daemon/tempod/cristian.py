@@ -39,7 +39,7 @@ from . import __version__
 from .actions import Action, Log, Reply, Send
 from .berkeley import Sample, best_sample, probe_sample
 from .clocks import Discipline
-from .discipline import HOLD
+from .discipline import HOLD, clock_status
 from .election import State
 from .nodeconfig import NodeConfig
 from .reliability import SeqCounter
@@ -213,10 +213,7 @@ class CristianNode:
                 and now - self.last_sync_hw <= 2.0 * self.cfg.round_interval_s)
 
     def status(self, now: float) -> dict:
-        cs = dict(self.clock.state(now))
-        clock = {"hw_s": now, "clk_s": self.clock.corrected(now),
-                 "adjust_s": cs.get("adjust_s", 0.0), "freq_ppm": cs.get("freq_ppm", 0.0),
-                 "slew_remaining_s": cs.get("slew_remaining_s", 0.0)}
+        clock = clock_status(self.clock, now)
         last = self.last_poll or {}
         peers = [{"name": p.name, "address": p.address,
                   "offset_s": last.get("offset_s") if p.name == self.time_server else None,

@@ -292,3 +292,12 @@ def _check_bound(bound_s: float) -> None:
 def _check_finite(name: str, value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{name}: must be a finite number, got {value!r}")
+
+
+def clock_status(clock, hw_s: float) -> dict[str, float]:
+    """The ``clock`` object of ``tempoctl status --json`` for any Discipline (software or
+    kernel; both cores report it the same way)."""
+    cs = clock.state(hw_s)
+    return {"hw_s": hw_s, "clk_s": clock.corrected(hw_s),
+            "adjust_s": cs.get("adjust_s", 0.0), "freq_ppm": cs.get("freq_ppm", 0.0),
+            "slew_remaining_s": cs.get("slew_remaining_s", 0.0)}

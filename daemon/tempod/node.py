@@ -77,7 +77,7 @@ from . import __version__
 from .actions import Action, Broadcast, Log, Reply, Send
 from .berkeley import SETTIME, Sample, best_sample, corrections, fault_tolerant_average, probe_sample
 from .clocks import Discipline  # the software-clock interface (SoftwareClock, KernelDiscipline)
-from .discipline import HOLD
+from .discipline import HOLD, clock_status
 from .election import EVENT_OF_TYPE, Election, State
 from .nodeconfig import NodeConfig
 from .reliability import DuplicateFilter, Outbox, SeqCounter
@@ -363,10 +363,7 @@ class Node:
                 and now - self.last_sync_hw <= 2.0 * self.cfg.round_interval_s)
 
     def status(self, now: float) -> dict:
-        cs = dict(self.clock.state(now))
-        clock = {"hw_s": now, "clk_s": self.clock.corrected(now),
-                 "adjust_s": cs.get("adjust_s", 0.0), "freq_ppm": cs.get("freq_ppm", 0.0),
-                 "slew_remaining_s": cs.get("slew_remaining_s", 0.0)}
+        clock = clock_status(self.clock, now)
         peers = []
         for p in self.cfg.peers:
             fi = self.followers.get(p.name)
