@@ -16,25 +16,16 @@ APT_PACKAGES=(
   libfaketime                           # kernel clock mode: the qemu process's rate
 )
 
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "bootstrap-vm: these Debian packages are missing and installing them needs root: ${missing[*]}" >&2
-    exit 1
-  fi
-  echo "bootstrap-vm: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
+# shellcheck source=scripts/apt-missing.sh
+. "$(dirname "$0")/apt-missing.sh"
+_no_service_starts() {
   # no init system here: package scripts must not try to start libvirtd on the host
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   fi
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+}
+apt_install_missing bootstrap-vm _no_service_starts "${APT_PACKAGES[@]}"
 # libvirt's stock "default" NAT network would start inside the VM namespace at every
 # libvirtd start; the VM lab defines its own isolated network instead
 rm -f /etc/libvirt/qemu/networks/autostart/default.xml

@@ -15,21 +15,12 @@ APT_PACKAGES=(
   gcc libc6-dev                         # roles/chrony builds its timestamp shim on the node
 )
 
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "bootstrap: these Debian packages are missing and installing them needs root: ${missing[*]}" >&2
-    exit 1
-  fi
-  echo "bootstrap: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
+# shellcheck source=scripts/apt-missing.sh
+. scripts/apt-missing.sh
+_no_setuid_dumpcap() {
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+}
+apt_install_missing bootstrap _no_setuid_dumpcap "${APT_PACKAGES[@]}"
 
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
