@@ -12,7 +12,8 @@ from tempolab.errors import ConfigError
 from tempolab.runner.suite import builtin_suites, load_suite, parse_suite
 
 BUILTIN = ["accuracy", "asymmetry", "demo", "drift-sweep", "failover", "failover-stop", "leader-kill", "load",
-           "loss", "partition-heal", "pause", "protocols", "scale", "smoke", "stress", "timers"]
+           "loss", "partition-heal", "pause", "protocols", "scale", "smoke", "stress", "timers",
+           "vm-leader-kill"]
 
 
 def test_builtin_suites_present_and_valid():

@@ -38,6 +38,7 @@ def deploy_vars(suite: Suite, protocol: str = "berkeley") -> dict[str, Any]:
     ``tempo_protocol``: for ntp tempod is deployed stopped and chronyd started
     (roles/chrony), otherwise the other way round; the drift profile is the same.
     ``clock_mode: kernel`` deploys the kernel backend with the daemon stopped.
+    Under systemd (VMs) the unit never restarts on its own: a fault decides when.
     """
     out: dict[str, Any] = {f"tempod_{k}": v for k, v in suite.daemon.items()}
     d = suite.drift
@@ -50,6 +51,9 @@ def deploy_vars(suite: Suite, protocol: str = "berkeley") -> dict[str, Any]:
         # chrony_state is left to the playbook: as an extra var it would also override
         # the pre-task that stops chronyd before tempod needs the NTP port
         tempo_protocol=protocol,
+        # the runner alone restarts daemons (a kill fault's revert): systemd's
+        # Restart=on-failure would bring a SIGKILLed master back after 1 s (VMs)
+        tempod_systemd_restart="no",
     )
     if suite.clock_mode == "kernel":
         # the guest's own kernel clock, drifted below the kernel; the runner starts

@@ -47,7 +47,11 @@ DAEMONS = ("tempod", "chronyd")
 # the daemon's pid: first line of the pidfile tempod-service writes ("<pid>\nstarttime=N");
 # empty when there is none.  Only one of tempod and chronyd runs at a time (they share
 # the NTP port; a stopped one has no pidfile), so the first pidfile found names it.
-PID_SNIPPET = (f"pid=$(head -q -n 1 {PIDFILE} {CHRONY_PIDFILE} 2>/dev/null | head -n 1); ")
+# Under systemd (VMs) tempod has no pidfile: its unit's MainPID names it (0 when stopped).
+PID_SNIPPET = (f"pid=$(head -q -n 1 {PIDFILE} {CHRONY_PIDFILE} 2>/dev/null | head -n 1); "
+               "if [ -z \"$pid\" ] && command -v systemctl >/dev/null 2>&1; then "
+               "pid=$(systemctl show -p MainPID --value tempod.service 2>/dev/null); "
+               "[ \"$pid\" = 0 ] && pid=; fi; ")
 _PID = PID_SNIPPET
 
 
