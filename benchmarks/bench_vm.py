@@ -7,8 +7,11 @@ Prints measured numbers (no targets asserted):
     the guest's own monotonic clock since boot)
   * first deploy and re-deploy of N guests (``playbooks/deploy.yml``, wall time; the
     re-deploy's PLAY RECAP changed count)
-  * the smoke suite on the guests: post-sync skew p50/p99 between guests (observer), against
-    the guest-to-guest one-way delay (half the UDP ping RTT measured between guests)
+  * the smoke suite on the guests, in faketime mode and in kernel mode (guests booted again
+    with their qemu under libfaketime; each guest's requested and delivered rate), and once
+    more in kernel mode with drifts up to ``--kernel-max-ppm``: skew p50/p99/max between
+    guests over every observer sweep after warm-up (post-sync and between rounds), against
+    the guest-to-guest one-way delay (half the ICMP ping RTT measured between guests)
   * CPU of the master and of a follower inside a guest (the run's cpu.jsonl)
 Tears the VMs down at the end (also on failure).  Root; several minutes under TCG.
 
@@ -107,11 +110,52 @@ def cpu_by_role(run_dir: Path) -> dict[str, float]:
     return out
 
 
+def smoke(vm: VmLab, a, mode: str, max_ppm: float | None, extra: list[str]) -> None:
+    """One smoke run on the guests in ``mode``; prints skew against the one-way delay and CPU."""
+    import yaml
+
+    suite = yaml.safe_load((REPO / "experiments" / "suites" / "smoke.yaml").read_text())
+    suite["healthy_timeout_s"] = 180
+    if max_ppm is not None:
+        suite["drift"]["max_ppm"] = max_ppm
+    with tempfile.TemporaryDirectory() as out:
+        sf = Path(out) / "smoke.yaml"
+        sf.write_text(yaml.safe_dump(suite))
+        dt, p = tempo("run", str(sf), "--provider", "vagrant", "--vm", a.name, "--quiet",
+                      "--clock-mode", mode, "--out", out, *extra)
+        (run_dir,) = [d for d in Path(out).iterdir() if d.is_dir()]
+        sk = skews(run_dir)
+        ow = guest_one_way_s(vm, a.nodes)
+        label = f"{mode} mode, drift up to {suite['drift']['max_ppm']} ppm" + (", no deploy" if extra else "")
+        print(f"smoke on VMs ({label}): {dt:.0f} s; load {load()}")
+        if mode == "kernel":
+            for n in sorted(p.name for p in (run_dir / "nodes").iterdir()):
+                kc = json.loads((run_dir / "nodes" / n / "kernel_clock.json").read_text())
+                print(f"  {n}: requested {kc['requested_rate_ppm']:+.1f} ppm, delivered "
+                      f"{kc['delivered_rate_ppm']:+.1f} ppm (dmesg {kc['dmesg_rate_ppm']}, measured "
+                      f"{kc['measured_rate_ppm']:+.1f} +- {kc['measured_rate_se_ppm']:.1f})")
+        if sk and ow:
+            print(f"  skew over every sweep after warm-up (post-sync and between rounds): p50 "
+                  f"{pct(sk, .5) * 1e3:.3f} ms, p99 {pct(sk, .99) * 1e3:.3f} ms, max {max(sk) * 1e3:.3f} ms "
+                  f"({len(sk)} sweeps); guest-to-guest one-way delay p50 "
+                  f"{pct(ow, .5) * 1e3:.3f} ms, p99 {pct(ow, .99) * 1e3:.3f} ms; "
+                  f"skew p99 / one-way p50 = {pct(sk, .99) / pct(ow, .5):.1f} (target < 3 in kernel mode)")
+        summ = run_dir / "summary.json"
+        if not summ.exists():
+            tempo("report", str(run_dir))
+        for node, c in sorted(cpu_by_role(run_dir).items()):
+            print(f"  CPU of tempod inside guest {node}: {c:.2f} % of one vCPU")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--nodes", type=int, default=3)
     ap.add_argument("--rebuild", action="store_true", help="build the box now (minutes)")
     ap.add_argument("--name", default="tvm")
+    ap.add_argument("--modes", default="faketime,kernel",
+                    help="clock modes to run smoke in (faketime is always run)")
+    ap.add_argument("--kernel-max-ppm", type=float, default=500.0,
+                    help="drift bound of the second kernel-mode run (between-round skew)")
     a = ap.parse_args()
     print(f"load average at start: {load()}")
     t0 = time.monotonic()
@@ -135,20 +179,12 @@ def main() -> int:
         print(f"first deploy of {a.nodes} guests: {dt:.0f} s; load {load()}")
         dt, p = tempo("deploy", "--provider", "vagrant", "--vm", a.name)
         print(f"re-deploy of {a.nodes} guests: {dt:.0f} s, changed={recap_changed(p.stdout)}; load {load()}")
-        with tempfile.TemporaryDirectory() as out:
-            dt, p = tempo("run", "smoke", "--provider", "vagrant", "--vm", a.name, "--quiet",
-                          "--no-deploy", "--out", out)
-            (run_dir,) = list(Path(out).iterdir())
-            sk = skews(run_dir)
-            ow = guest_one_way_s(vm, a.nodes)
-            print(f"smoke on VMs (faketime mode, no deploy): {dt:.0f} s; load {load()}")
-            if sk and ow:
-                print(f"  post-sync skew p50 {pct(sk, .5) * 1e3:.3f} ms, p99 {pct(sk, .99) * 1e3:.3f} ms "
-                      f"({len(sk)} sweeps); guest-to-guest one-way delay p50 "
-                      f"{pct(ow, .5) * 1e3:.3f} ms, p99 {pct(ow, .99) * 1e3:.3f} ms; "
-                      f"skew p99 / one-way p50 = {pct(sk, .99) / pct(ow, .5):.1f}")
-            for node, c in sorted(cpu_by_role(run_dir).items()):
-                print(f"  CPU of tempod inside guest {node}: {c:.2f} % of one vCPU")
+        smoke(vm, a, "faketime", None, ["--no-deploy"])
+        if "kernel" in a.modes:
+            # the runner boots the guests again with their qemu rates, deploys the kernel
+            # backend, measures and steps the guest clocks, then starts the daemons
+            smoke(vm, a, "kernel", None, [])
+            smoke(vm, a, "kernel", a.kernel_max_ppm, [])
     finally:
         vm.down()
     print(f"load average at end: {load()}")
