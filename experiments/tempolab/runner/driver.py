@@ -31,6 +31,7 @@ from .hosts import REPO, Host, lab_inventory_path, load_hosts
 from .observer import Observer
 from .progress import Progress, print_summary, summarize
 from .runfolder import RunFolder
+from ..runschema import read_jsonl
 from .sshpool import SshPool
 from .suite import Suite, parse_suite
 
@@ -475,14 +476,7 @@ class Runner:
             ev, prof = d / "events.jsonl", d / "drift.toml"
             if not ev.exists():
                 continue
-            true_at = _true_at(prof)
-            recs = []
-            for line in ev.read_text(errors="replace").splitlines():
-                try:
-                    recs.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-            out[h.name] = facts.map_events(recs, true_at)
+            out[h.name] = facts.map_events(read_jsonl(ev), _true_at(prof))
         return out
 
     # ------------------------------------------------------------ one trial
