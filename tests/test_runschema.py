@@ -109,7 +109,7 @@ def test_synthetic_runs_follow_the_schema(tmp_path):
 @pytest.mark.parametrize("folder", [
     REPO / "results" / "example",               # raw records gzip-compressed, no version
     REPO / "results" / "example-protocols",     # protocol axis, CPU without ns counters
-    *sorted(FIXTURES.glob("run-*")),            # written by the runner before runschema
+    *sorted(FIXTURES.glob("2026*-*")),            # written by the runner before runschema
 ], ids=lambda p: p.name)
 def test_old_folders_load(folder):
     run = load_run(folder)

@@ -27,10 +27,11 @@ from . import deploy, facts, faults, protocols
 from .cpu import CpuSampler
 from .faults import Fault, NodeRef
 from ..providers import Deployment, Provider, make_provider
-from .hosts import REPO, Host, lab_inventory_path, load_hosts
+from .hosts import Host, load_hosts
 from .observer import Observer
 from .progress import Progress, print_summary, summarize
 from .runfolder import RunFolder
+from ..paths import project_paths
 from ..runschema import read_jsonl
 from .sshpool import SshPool
 from .suite import Suite, parse_suite
@@ -42,7 +43,7 @@ MASTER_FAULTS = ("kill", "stop")
 
 @dataclass
 class RunOptions:
-    results: Path = REPO / "results"
+    results: Path | None = None         # None: the project folder's results/ (paths.py)
     inventory: Path | None = None       # None: the suite's, else the lab's
     lab_name: str | None = None         # overrides the suite's lab name
     lab_subnet: str | None = None
@@ -51,6 +52,10 @@ class RunOptions:
     quiet: bool = False
     resume: Path | None = None
     deploy: bool = True                 # False: the cluster is already deployed
+
+    @property
+    def results_dir(self) -> Path:
+        return self.results if self.results is not None else project_paths().results
 
 
 STAMP = "__tempo_t="
@@ -182,7 +187,7 @@ class FaultSet:
 
 def _git_commit() -> str | None:
     try:
-        p = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+        p = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_paths().root, capture_output=True,
                            text=True, timeout=5)
         return p.stdout.strip() or None
     except OSError:
@@ -671,7 +676,7 @@ class Runner:
             if start is None:
                 self.progress.log("all trials already finished")
         else:
-            self.rf = RunFolder.create(self.opts.results, s.name, self._manifest())
+            self.rf = RunFolder.create(self.opts.results_dir, s.name, self._manifest())
             start = 1
             self._event("start", n_trials=s.n_trials)
         self.observer = Observer(self.noderefs, port=int(s.daemon.get("ntp_port", 123)),
