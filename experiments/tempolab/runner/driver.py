@@ -31,13 +31,12 @@ from .hosts import Host, load_hosts
 from .observer import Observer
 from .progress import Progress, print_summary, summarize
 from .runfolder import RunFolder
+from ..nodelayout import LAYOUT
 from ..paths import project_paths
 from ..runschema import read_jsonl
 from .sshpool import SshPool
 from .suite import Suite, parse_suite
 
-EVENT_LOG = "/var/log/tempo/events.jsonl"
-DRIFT_FILE = "/etc/tempo/drift.toml"
 MASTER_FAULTS = ("kill", "stop")
 
 
@@ -378,7 +377,7 @@ class Runner:
             dest = self.rf.node_dir(h.name) / "drift.toml"
             prof = None
             try:
-                if self.pool.get(h.name, DRIFT_FILE, dest):
+                if self.pool.get(h.name, LAYOUT.profile, dest):
                     prof = _profile_dict(dest)
             except HostUnreachable as exc:
                 self._event("fetch_failed", node=h.name, error=str(exc))
@@ -411,9 +410,9 @@ class Runner:
         assert self.rf is not None and self.pool is not None
         for h in self.hosts:
             try:
-                ok = self.pool.get(h.name, EVENT_LOG, self.rf.node_dir(h.name) / "events.jsonl")
+                ok = self.pool.get(h.name, LAYOUT.event_log, self.rf.node_dir(h.name) / "events.jsonl")
                 if not ok:
-                    self._event("collect_missing", node=h.name, path=EVENT_LOG)
+                    self._event("collect_missing", node=h.name, path=LAYOUT.event_log)
                 if "ntp" in self.suite.protocols:
                     for name in protocols.CHRONY_LOGS:
                         self.pool.get(h.name, f"{protocols.CHRONY_LOG_DIR}/{name}",
