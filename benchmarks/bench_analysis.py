@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tempolab.analysis import build_report
 from tempolab.analysis.load import load_run
-from tempolab.analysis.synthetic import SyntheticSpec, make_run
+from tempolab.testing.synthetic import SyntheticSpec, make_run
 from tempolab.analysis.tables import build_tables
 
 

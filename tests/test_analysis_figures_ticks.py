@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 from tempolab.analysis import figures as figs  # noqa: E402
 from tempolab.analysis import report as rep  # noqa: E402
 from tempolab.analysis.load import load_run  # noqa: E402
-from tempolab.analysis.synthetic import SyntheticSpec, make_run  # noqa: E402
+from tempolab.testing.synthetic import SyntheticSpec, make_run  # noqa: E402
 from tempolab.analysis.tables import build_tables  # noqa: E402
 from tempolab.runner.suite import SUITES_DIR, builtin_suites  # noqa: E402
 

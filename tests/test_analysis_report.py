@@ -11,7 +11,7 @@ from tempolab import cli
 from tempolab.analysis import build_compare, build_report, load_run
 from tempolab.analysis import figures as figs
 from tempolab.analysis import summary as summ
-from tempolab.analysis.synthetic import SyntheticSpec, make_run
+from tempolab.testing.synthetic import SyntheticSpec, make_run
 from tempolab.analysis.tables import build_tables, fault_windows
 
 

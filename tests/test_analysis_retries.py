@@ -11,7 +11,7 @@ import pytest
 
 from tempolab.analysis import summary as summ
 from tempolab.analysis.load import load_run
-from tempolab.analysis.synthetic import SyntheticSpec, make_run
+from tempolab.testing.synthetic import SyntheticSpec, make_run
 from tempolab.analysis.tables import best_per_sweep, build_tables, samples_table, sweeps_table
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from tempolab.analysis import summary as summ
 from tempolab.analysis.load import load_run
-from tempolab.analysis.synthetic import SyntheticSpec, make_run
+from tempolab.testing.synthetic import SyntheticSpec, make_run
 from tempolab.analysis.tables import build_tables
 
 

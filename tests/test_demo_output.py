@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tempolab.analysis import build_report
-from tempolab.analysis.synthetic import SyntheticSpec, make_run
+from tempolab.testing.synthetic import SyntheticSpec, make_run
 from tempolab.cmd_demo import headline_lines
 from tempolab.leftovers import still_up_line
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from killkit import check_jsonl, record_counts
-from tempolab.analysis.load import read_jsonl
+from tempolab.runschema import read_jsonl
 from tempolab.runner.runfolder import RunFolder
 
 REC = json.dumps({"t_ref": 1.0, "node": "n1"})

@@ -12,7 +12,7 @@ import pytest
 from tempolab.analysis import build_report
 from tempolab.analysis.browser import check_page, chromium_path
 from tempolab.analysis.compare import build_compare
-from tempolab.analysis.synthetic import SyntheticSpec, make_run
+from tempolab.testing.synthetic import SyntheticSpec, make_run
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="chromium not installed (scripts/test.sh installs it)")
 

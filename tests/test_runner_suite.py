@@ -113,15 +113,16 @@ def test_deploy_vars_are_role_variables():
     import yaml as _yaml
 
     from tempolab.runner.deploy import deploy_vars
-    from tempolab.runner.hosts import REPO
+    from tempolab.paths import project_paths
 
+    roles = project_paths().root / "roles"
     v = deploy_vars(load_suite("drift-sweep").at_point(4))
     assert v["tempod_drift_rate_range_ppm"] == [-100000.0, 100000.0]
     assert v["tempod_round_interval_s"] == 2.0 and v["tempod_drift_seed"] == 19
     # every var we pass must be a documented role variable (or the playbook's protocol)
     known = {"tempo_protocol"}
     for role in ("tempod", "chrony"):
-        known |= set(_yaml.safe_load((REPO / "roles" / role / "defaults" / "main.yml").read_text()))
+        known |= set(_yaml.safe_load((roles / role / "defaults" / "main.yml").read_text()))
     assert set(v) <= known, set(v) - known
     assert v["tempo_protocol"] == "berkeley" and v["tempod_state"] == "started"
     ntp = deploy_vars(load_suite("drift-sweep").at_point(4), "ntp")

@@ -24,6 +24,9 @@ RESERVED = ("ev", "node", "hw", "clk", "wall")
 
 def _jsonable(v: Any) -> Any:
     # Non-finite floats are not JSON; a log line must stay parseable by every reader.
+    # The controller has its own helper for run-folder records (tempolab.runschema):
+    # this package is stdlib-only and installed alone on nodes, so it cannot import
+    # it.  Unlike that one, anything else becomes str here: a log call must never fail.
     if isinstance(v, float) and not math.isfinite(v):
         return None
     if isinstance(v, dict):

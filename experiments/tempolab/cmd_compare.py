@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("runs", metavar="RUN_DIR", nargs="+", help="run folders; the first is the baseline")
     p.add_argument("--out", metavar="DIR", default=None,
-                   help="output folder (default: results/compare-<timestamp>/)")
+                   help="output folder (default: results/compare-<timestamp>/ of the project folder)")
     p.add_argument("--by-protocol", action="store_true",
                    help="group trials by protocol (berkeley, cristian, ntp) instead of by run: per-protocol "
                         "table, skew through the fault, recovery, messages, CPU (docs/baselines.md)")
@@ -31,9 +31,9 @@ def run(args: argparse.Namespace) -> int:
 
         from .analysis.protocompare import build_protocol_compare
         from .errors import ConfigError
-        from .runner.hosts import REPO
+        from .paths import project_paths
 
-        out = args.out or REPO / "results" / f"compare-protocols-{dt.datetime.now():%Y%m%d-%H%M%S}"
+        out = args.out or project_paths().results / f"compare-protocols-{dt.datetime.now():%Y%m%d-%H%M%S}"
         try:
             res = build_protocol_compare([Path(r) for r in args.runs], out)
         except ValueError as exc:
@@ -41,7 +41,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"compare: {res.out_dir / 'protocols.md'}")
         return 0
     from .analysis import build_compare
+    from .analysis.compare import default_out_dir
+    from .paths import project_paths
 
-    result = build_compare(args.runs, args.out)
+    # the analysis writes where it is told; the project folder is the CLI's to choose
+    result = build_compare(args.runs, args.out or default_out_dir(project_paths().results))
     print(f"compare: {result.out_dir / 'compare.html'}")
     return 0

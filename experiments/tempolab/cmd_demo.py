@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from .errors import TempoError
-
-REPO = Path(__file__).resolve().parents[2]
+from .lab.plan import DEFAULT_NAME
+from .paths import project_paths
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--nodes", type=int, default=3, help="lab size (default 3)")
     p.add_argument("--suite", default="demo", help="suite name or YAML file (default demo)")
-    p.add_argument("--lab", default="tslab", help="lab name (default tslab)")
+    p.add_argument("--lab", default=DEFAULT_NAME, help=f"lab name (default {DEFAULT_NAME})")
     p.add_argument("--subnet", default=None, help="lab subnet when the lab is created (default 10.77.0.0/24)")
     p.add_argument("--down", action="store_true", help="remove the lab when done (default: leave it up for more runs)")
     p.add_argument("--quiet", action="store_true", help="plain progress lines instead of the live display")
@@ -91,7 +91,7 @@ def headline_lines(summary: dict) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
-    results = REPO / "results"
+    results = project_paths().results
     before = set(results.glob("*-*")) if results.exists() else set()
     run_dir: Path | None = None
     try:

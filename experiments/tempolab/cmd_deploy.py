@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 
 from .errors import EnvironmentProblem
+from .lab.plan import DEFAULT_NAME
+from .paths import project_paths
 from .runner.deploy import ansible_playbook_path
 
-REPO = Path(__file__).resolve().parents[2]
 PLAYBOOKS = ("deploy", "start", "stop", "collect", "teardown")
 
 EXAMPLES = """examples:
@@ -43,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="whose inventory (default: inventory if --inventory is given, else lab)")
     p.add_argument("--vm", dest="vm_name", default="tvm", help="VM lab of provider vagrant (default tvm)")
     p.add_argument("--inventory", "-i", help="inventory file or folder (default: the lab's, see --name)")
-    p.add_argument("--name", default="tslab", help="lab whose generated inventory to use (default tslab)")
+    p.add_argument("--name", default=DEFAULT_NAME,
+                   help=f"lab whose generated inventory to use (default {DEFAULT_NAME})")
     p.add_argument("-e", "--extra-vars", action="append", default=[], metavar="VARS",
                    help="extra variables, as for ansible-playbook (repeatable)")
     p.add_argument("ansible_args", nargs=argparse.REMAINDER, help="after --: passed to ansible-playbook unchanged")
@@ -65,13 +67,13 @@ def build_argv(args: argparse.Namespace) -> list[str]:
     else:
         from .lab import plan
 
-        inventory = plan.inventory_path(plan.validate_name(args.name), REPO)
+        inventory = project_paths().lab_inventory(plan.validate_name(args.name))
         if not inventory.exists():
             raise EnvironmentProblem(
                 f"no inventory for lab {args.name!r} ({inventory}); start it with `tempo lab up --nodes 3"
-                + ("" if args.name == "tslab" else f" --name {args.name}") + "` or give --inventory"
+                + ("" if args.name == DEFAULT_NAME else f" --name {args.name}") + "` or give --inventory"
             )
-    argv = [ansible_playbook_path(), "-i", str(inventory), str(REPO / "playbooks" / f"{args.playbook}.yml")]
+    argv = [ansible_playbook_path(), "-i", str(inventory), str(project_paths().playbook(args.playbook))]
     for ev in args.extra_vars:
         argv += ["-e", ev]
     rest = list(args.ansible_args)
@@ -82,10 +84,10 @@ def build_argv(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     argv = build_argv(args)
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
+    paths = project_paths()
     print("==>", " ".join(argv[1:]), flush=True)
     t0 = time.monotonic()
-    rc = subprocess.run(argv, cwd=REPO, env=env).returncode
+    rc = subprocess.run(argv, cwd=paths.root, env=paths.ansible_env()).returncode
     print(f"tempo deploy: {args.playbook} {'succeeded' if rc == 0 else f'failed (exit {rc})'} "
           f"in {time.monotonic() - t0:.1f} s", flush=True)
     return rc

@@ -12,6 +12,8 @@ import sys
 import time
 from dataclasses import asdict
 
+from .lab import plan
+
 EXAMPLES = """examples:
   tempo lab up --nodes 3                  # bridge tslab0, nodes n1..n3 at 10.77.0.11..13
   tempo lab up --nodes 8 --name lab2 --subnet 10.78.0.0/24
@@ -32,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     lsub.required = True
 
     def common(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--name", default="tslab", help="lab name: prefixes namespaces and links (default tslab)")
+        q.add_argument("--name", default=plan.DEFAULT_NAME,
+                       help=f"lab name: prefixes namespaces and links (default {plan.DEFAULT_NAME})")
 
     up = lsub.add_parser("up", help="create the lab or bring it to --nodes nodes", epilog=EXAMPLES,
                          formatter_class=argparse.RawDescriptionHelpFormatter)

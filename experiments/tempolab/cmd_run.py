@@ -7,7 +7,6 @@ import copy
 import signal
 from pathlib import Path
 
-from .runner.hosts import REPO
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,7 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--inventory", "-i", type=Path, help="Ansible inventory (provider inventory)")
     p.add_argument("--lab", dest="lab_name", help="lab name (default: the suite's, tslab)")
     p.add_argument("--subnet", dest="lab_subnet", help="lab subnet when the lab is created")
-    p.add_argument("--out", type=Path, default=REPO / "results", help="results folder (default: results/)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="results folder (default: results/ of the project folder: $TEMPO_HOME, "
+                        "else the checkout tempolab runs from, else the current directory)")
     p.add_argument("--quiet", "-q", action="store_true", help="plain progress lines (CI)")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR",
                    help="continue RUN_DIR at its first unfinished trial")

@@ -12,6 +12,7 @@ def still_up_line(lab_name: str) -> str:
     """``still up: lab NAME, N nodes (M daemons running); remove with: ...`` or a line
     saying nothing is left."""
     from .lab.core import Lab
+    from .lab.plan import DEFAULT_NAME
 
     try:
         lab = Lab(lab_name)
@@ -22,6 +23,6 @@ def still_up_line(lab_name: str) -> str:
     if not up:
         return f"still up: nothing (lab {lab_name!r} is down)"
     daemons = sum(1 for s in up if s.daemon_pid)
-    name_opt = "" if lab_name == "tslab" else f" --name {lab_name}"
+    name_opt = "" if lab_name == DEFAULT_NAME else f" --name {lab_name}"
     return (f"still up: lab {lab_name}, {len(up)} nodes (namespaces with sshd, {daemons} tempod daemons running); "
             f"remove with: sudo .venv/bin/tempo lab down{name_opt}")

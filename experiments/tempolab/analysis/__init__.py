@@ -6,7 +6,9 @@ must not know how the runner, the lab or the daemon work beyond those file contr
 
 Layers, each in its own module:
 
-- :mod:`.load`      run folder -> :class:`RunData` (raw records + data problems)
+- :mod:`.load`      run folder -> :class:`RunData` (raw records + data problems); file
+  names, record types and the JSON-lines reader are :mod:`tempolab.runschema`'s,
+  shared with the runner (synthetic folders for tests: :mod:`tempolab.testing`)
 - drift profiles (hardware time <-> reference time) are :mod:`tempod.profile`'s, the
   same model the daemon, the launcher and the simulator use
 - :mod:`.tables`    RunData -> tidy pandas tables (pure functions)
@@ -14,7 +16,6 @@ Layers, each in its own module:
 - :mod:`.figures`   tables -> matplotlib Figures (no file I/O)
 - :mod:`.report`    orchestration, writing files, Jepsen-style "unknown" sections
 - :mod:`.compare`   several runs side by side
-- :mod:`.synthetic` deterministic synthetic run folders with known answers (tests)
 """
 
 from __future__ import annotations

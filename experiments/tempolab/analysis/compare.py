@@ -22,8 +22,9 @@ import seaborn as sns
 
 from . import figures as figs
 from . import summary as summ
+from ..runschema import jsonable
 from .load import RunData, load_run
-from .report import FigureOutcome, Guard, markdown_env, render_figure, run_t0, templates, to_jsonable
+from .report import FigureOutcome, Guard, markdown_env, render_figure, run_t0, templates
 from .tables import Tables, build_tables
 
 # (key in the flat headline, label, getter on a summary-like dict)
@@ -263,7 +264,7 @@ def build_compare(run_dirs: list[str | Path], out_dir: str | Path | None = None)
     problems += [f"unknown: {k} ({e})" for k, e in guard.unknown.items()]
     files = [f for o in figures for f in o.files]
     table.to_csv(out / "headline.csv", index=False)
-    (out / "compare.json").write_text(json.dumps(to_jsonable({
+    (out / "compare.json").write_text(json.dumps(jsonable({
         "runs": {v.label: str(p.resolve()) for v, p in zip(views, paths)},
         "headline": table.to_dict(orient="records"),
         "figures": {o.name: o.status if o.status == "ok" else f"{o.status}: {o.message}" for o in figures},

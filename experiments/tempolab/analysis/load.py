@@ -1,9 +1,10 @@
 """Read a run folder into memory, tolerating damage and recording every problem.
 
-Owns the file-level contract of docs/architecture.md "Run folder": which files exist (each
-JSON-lines file may also be stored gzip-compressed as NAME.jsonl.gz),
-JSON-lines parsing (a last line cut mid-way is dropped and reported, not fatal),
-required manifest fields, per-node event logs and drift profiles.  It does not
+Owns what a reading of a folder reports as missing or damaged: which files are
+required, the manifest's required fields, per-node event logs and drift profiles
+(each JSON-lines file may also be stored gzip-compressed as NAME.jsonl.gz).  File
+names, record fields, the schema version and the JSON-lines parser (a last line cut
+mid-way is dropped and reported, not fatal) are :mod:`tempolab.runschema`'s.  It does not
 interpret the records (that is :mod:`.tables`) and never writes anything.
 """
 
@@ -15,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..runschema import MANIFEST, RUN_FILES, existing, read_jsonl, suite_name, upgrade
 from tempod.profile import DriftProfile, ProfileError, load_profile, parse_profile
 
-RUN_FILES = ("manifest.json", "observer.jsonl", "faults.jsonl", "cpu.jsonl", "trials.jsonl", "runner.jsonl")
-MANIFEST_FIELDS = ("suite", "seed", "inventory", "nodes", "versions", "git_commit", "started", "ended", "status")
+MANIFEST_FIELDS = MANIFEST.required
 
 
 class NotARunFolder(ConfigError):
@@ -47,51 +48,7 @@ class RunData:
 
     @property
     def suite_name(self) -> str:
-        suite = self.manifest.get("suite")
-        if isinstance(suite, dict):
-            return str(suite.get("name") or suite.get("suite") or "unknown")
-        return str(suite) if suite else "unknown"
-
-
-def read_jsonl(path: Path, problems: list[str], rel: str | None = None) -> list[dict[str, Any]]:
-    """Parse JSON lines; bad lines are skipped and reported in ``problems``.
-
-    A cut last line (the writer was killed mid-write) is the expected damage; a bad
-    line in the middle is reported with its line number.  A missing file is reported
-    by the caller, which knows whether the file is required.
-    """
-    rel = rel or path.name
-    try:
-        raw = path.read_bytes()
-        if path.suffix == ".gz":
-            import gzip
-
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError) as exc:
-        problems.append(f"{rel}: cannot read ({getattr(exc, 'strerror', None) or exc})")
-        return []
-    text = raw.decode("utf-8", errors="replace")
-    lines = text.split("\n")
-    records: list[dict[str, Any]] = []
-    last_index = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
-            if i == last_index:
-                problems.append(f"{rel}: last line {i + 1} is truncated and was ignored")
-            else:
-                problems.append(f"{rel}: line {i + 1} is not valid JSON and was ignored")
-            continue
-        if not isinstance(obj, dict):
-            problems.append(f"{rel}: line {i + 1} is not a JSON object and was ignored")
-            continue
-        records.append(obj)
-    if not records and raw.strip() == b"":
-        problems.append(f"{rel}: empty file")
-    return records
+        return suite_name(self.manifest)
 
 
 def _check_run_folder(path: Path) -> None:
@@ -124,6 +81,7 @@ def load_run(path: str | Path) -> RunData:
                 problems.append("manifest.json: not a JSON object")
         except json.JSONDecodeError as exc:
             problems.append(f"manifest.json: invalid JSON ({exc.msg} at line {exc.lineno})")
+    problems += upgrade(manifest)
     if manifest or mpath.exists():
         for key in MANIFEST_FIELDS:
             if key not in manifest or manifest.get(key) in (None, ""):
@@ -184,13 +142,6 @@ def load_run(path: str | Path) -> RunData:
         nodes=sorted(names, key=node_sort_key),
         problems=problems,
     )
-
-
-def existing(path: Path) -> Path:
-    """``path``, or its gzip-compressed ``path.gz`` when only that exists (the committed
-    example keeps its raw records compressed)."""
-    gz = path.with_name(path.name + ".gz")
-    return gz if not path.exists() and gz.exists() else path
 
 
 def node_sort_key(name: str) -> tuple[str, int, str]:

@@ -25,6 +25,7 @@ import pandas as pd
 
 from . import figures as figs
 from . import summary as summ
+from ..runschema import jsonable, write_json
 from .load import RunData, load_run
 from .tables import Tables, build_tables, fault_windows
 
@@ -65,23 +66,6 @@ class Guard:
             frame = traceback.extract_tb(exc.__traceback__)[-1]
             self.unknown[name] = f"{type(exc).__name__}: {exc} ({Path(frame.filename).name}:{frame.lineno})"
             return fallback
-
-
-def to_jsonable(obj: Any) -> Any:
-    """numpy / pandas scalars to plain Python, NaN and inf to None."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if obj is pd.NA or obj is pd.NaT:
-        return None
-    return obj
 
 
 def templates() -> jinja2.Environment:
@@ -355,7 +339,7 @@ def write_table(df: pd.DataFrame, out_dir: Path, name: str, parquet: bool, guard
             for c in flat.columns:
                 if flat[c].dtype == object:
                     # mixed / nested values (lists, dicts): JSON text keeps them readable
-                    flat[c] = flat[c].map(lambda v: v if v is None or isinstance(v, str) else json.dumps(to_jsonable(v)))
+                    flat[c] = flat[c].map(lambda v: v if v is None or isinstance(v, str) else json.dumps(jsonable(v)))
             flat.to_parquet(p, index=False)
             return p
         p = guard(f"parquet:{name}", write_pq, None)
@@ -503,7 +487,7 @@ def build_report(run_dir: str | Path, write: bool = True, figures: bool = True) 
     summary["figures"] = {f.name: f.status if f.status == "ok" else f"{f.status}: {f.message}" for f in outcomes}
     summary["missing"] = problems
     summary["unknown"] = dict(guard.unknown)
-    summary = to_jsonable(summary)
+    summary = jsonable(summary)
 
     if write:
         parquet = _parquet_available()
@@ -511,8 +495,8 @@ def build_report(run_dir: str | Path, write: bool = True, figures: bool = True) 
         for name, df in (("samples", t.samples), ("sweeps", t.sweeps), ("rounds", t.rounds), ("round_summary", rs),
                          ("failovers", t.failovers), ("cpu", t.cpu), ("trials", levels)):
             files += guard(f"table:{name}", lambda df=df, name=name: write_table(df, tdir, name, parquet, guard), [])
-        summary["unknown"] = to_jsonable(dict(guard.unknown))
-        (root / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n")
+        summary["unknown"] = jsonable(dict(guard.unknown))
+        write_json(root / "summary.json", summary, sort_keys=False)
         files.append(root / "summary.json")
         ctx = {
             "run_name": run.name, "suite": run.suite_name, "manifest": run.manifest,

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import yaml
 
+from .. import paths
 from ..errors import EnvironmentProblem
 from . import host, plan, state
 from .state import LabState, NodeState
 
-REPO = Path(__file__).resolve().parents[3]
 SSHD_READY_TIMEOUT_S = 30.0
 
 
@@ -44,13 +44,15 @@ class Lab:
         name: str = plan.DEFAULT_NAME,
         subnet: str | None = None,
         *,
-        root: Path = plan.STATE_ROOT,
-        repo: Path = REPO,
+        root: Path | None = None,
+        repo: Path | None = None,
         progress: Callable[[str], None] | None = None,
     ):
         self.name = plan.validate_name(name)
-        self.root = Path(root)
-        self.repo = Path(repo)
+        here = paths.project_paths()
+        self.root = Path(root) if root is not None else here.lab_state
+        # the project folder gets the generated inventory (paths.py); tests pass a tmp dir
+        self.repo = Path(repo) if repo is not None else here.root
         self._progress = progress or (lambda msg: None)
         self.state: LabState | None = state.load(self.state_path)
         if subnet is None:
@@ -87,7 +89,7 @@ class Lab:
         return list(self.state.nodes) if self.state else []
 
     @classmethod
-    def load(cls, name: str = plan.DEFAULT_NAME, *, root: Path = plan.STATE_ROOT, repo: Path = REPO) -> Lab:
+    def load(cls, name: str = plan.DEFAULT_NAME, *, root: Path | None = None, repo: Path | None = None) -> Lab:
         lab = cls(name, root=root, repo=repo)
         if lab.state is None:
             raise EnvironmentProblem(f"no lab named {name!r} (no {lab.state_path}); start one with `tempo lab up`")

@@ -14,15 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..nodelayout import LAYOUT
 
 #: Paths inside a node that get a private per-node folder bound over them.  The key
-#: is the folder name under ``nodes/<node>/``; the value is the mount point.
-NODE_BINDS: dict[str, str] = {
-    "opt": "/opt/tempo",
-    "etc": "/etc/tempo",
-    "log": "/var/log/tempo",
-    "run": "/run/tempo",
-}
+#: is the folder name under ``nodes/<node>/``; the value is the mount point (the roles'
+#: folders, :mod:`tempolab.nodelayout`).
+NODE_BINDS: dict[str, str] = LAYOUT.binds
 
 STATE_ROOT = Path("/var/lib/tempo-lab")
 DEFAULT_NAME = "tslab"

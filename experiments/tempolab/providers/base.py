@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import ConfigError
+from ..lab.plan import DEFAULT_NAME
 from ..runner.hosts import GROUP, Host, load_hosts
 
 NAMES = ("lab", "vagrant", "inventory")
@@ -76,7 +77,7 @@ def make_provider(name: str, *, lab_name: str | None = None, lab_subnet: str | N
     if name == "lab":
         from .lab import LabProvider
 
-        return LabProvider(lab_name or "tslab", subnet=lab_subnet, progress=progress)
+        return LabProvider(lab_name or DEFAULT_NAME, subnet=lab_subnet, progress=progress)
     if name == "vagrant":
         from .vagrant import VagrantProvider
 

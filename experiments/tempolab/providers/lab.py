@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..lab.plan import DEFAULT_NAME
 from .base import Deployment, Network
 
 
@@ -17,7 +18,7 @@ class LabProvider:
     name = "lab"
     shares_host_kernel = True
 
-    def __init__(self, lab_name: str = "tslab", subnet: str | None = None,
+    def __init__(self, lab_name: str = DEFAULT_NAME, subnet: str | None = None,
                  progress: Callable[[str], None] | None = None):
         self.lab_name = lab_name
         self.subnet = subnet

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EnvironmentProblem, TempoError
-from .hosts import REPO
+from ..paths import project_paths
 from .suite import Suite
 
 
@@ -76,7 +76,8 @@ def ansible_playbook_path() -> str:
 def run_playbook(name: str, inventory: Path, extra: dict[str, Any], out_dir: Path,
                  timeout_s: float = 1800) -> float:
     """Run ``playbooks/<name>.yml``; vars and output are kept in ``out_dir``. Returns seconds."""
-    playbook = REPO / "playbooks" / f"{name}.yml"
+    paths = project_paths()
+    playbook = paths.playbook(name)
     if not playbook.exists():
         raise EnvironmentProblem(f"{playbook} does not exist (the deployment part is missing)")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -84,13 +85,12 @@ def run_playbook(name: str, inventory: Path, extra: dict[str, Any], out_dir: Pat
     vars_path = out_dir / f"{name}-{stamp}.vars.json"
     vars_path.write_text(json.dumps(extra, indent=2, sort_keys=True) + "\n")
     log = out_dir / f"{name}-{stamp}.log"
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_FORCE_COLOR="0")
+    env = paths.ansible_env(ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     t0 = time.monotonic()
     with open(log, "w") as fh:
         proc = subprocess.run([ansible_playbook_path(), "-i", str(inventory), str(playbook),
                                "-e", f"@{vars_path}"], stdout=fh, stderr=subprocess.STDOUT,
-                              cwd=REPO, env=env, timeout=timeout_s)
+                              cwd=paths.root, env=env, timeout=timeout_s)
     if proc.returncode != 0:
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
         raise DeployFailed(name, proc.returncode, log, tail)

@@ -27,21 +27,22 @@ from . import deploy, facts, faults, protocols
 from .cpu import CpuSampler
 from .faults import Fault, NodeRef
 from ..providers import Deployment, Provider, make_provider
-from .hosts import REPO, Host, lab_inventory_path, load_hosts
+from .hosts import Host, load_hosts
 from .observer import Observer
 from .progress import Progress, print_summary, summarize
 from .runfolder import RunFolder
+from ..nodelayout import LAYOUT
+from ..paths import project_paths
+from ..runschema import read_jsonl
 from .sshpool import SshPool
 from .suite import Suite, parse_suite
 
-EVENT_LOG = "/var/log/tempo/events.jsonl"
-DRIFT_FILE = "/etc/tempo/drift.toml"
 MASTER_FAULTS = ("kill", "stop")
 
 
 @dataclass
 class RunOptions:
-    results: Path = REPO / "results"
+    results: Path | None = None         # None: the project folder's results/ (paths.py)
     inventory: Path | None = None       # None: the suite's, else the lab's
     lab_name: str | None = None         # overrides the suite's lab name
     lab_subnet: str | None = None
@@ -50,6 +51,10 @@ class RunOptions:
     quiet: bool = False
     resume: Path | None = None
     deploy: bool = True                 # False: the cluster is already deployed
+
+    @property
+    def results_dir(self) -> Path:
+        return self.results if self.results is not None else project_paths().results
 
 
 STAMP = "__tempo_t="
@@ -181,7 +186,7 @@ class FaultSet:
 
 def _git_commit() -> str | None:
     try:
-        p = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+        p = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_paths().root, capture_output=True,
                            text=True, timeout=5)
         return p.stdout.strip() or None
     except OSError:
@@ -372,7 +377,7 @@ class Runner:
             dest = self.rf.node_dir(h.name) / "drift.toml"
             prof = None
             try:
-                if self.pool.get(h.name, DRIFT_FILE, dest):
+                if self.pool.get(h.name, LAYOUT.profile, dest):
                     prof = _profile_dict(dest)
             except HostUnreachable as exc:
                 self._event("fetch_failed", node=h.name, error=str(exc))
@@ -405,9 +410,9 @@ class Runner:
         assert self.rf is not None and self.pool is not None
         for h in self.hosts:
             try:
-                ok = self.pool.get(h.name, EVENT_LOG, self.rf.node_dir(h.name) / "events.jsonl")
+                ok = self.pool.get(h.name, LAYOUT.event_log, self.rf.node_dir(h.name) / "events.jsonl")
                 if not ok:
-                    self._event("collect_missing", node=h.name, path=EVENT_LOG)
+                    self._event("collect_missing", node=h.name, path=LAYOUT.event_log)
                 if "ntp" in self.suite.protocols:
                     for name in protocols.CHRONY_LOGS:
                         self.pool.get(h.name, f"{protocols.CHRONY_LOG_DIR}/{name}",
@@ -475,14 +480,7 @@ class Runner:
             ev, prof = d / "events.jsonl", d / "drift.toml"
             if not ev.exists():
                 continue
-            true_at = _true_at(prof)
-            recs = []
-            for line in ev.read_text(errors="replace").splitlines():
-                try:
-                    recs.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-            out[h.name] = facts.map_events(recs, true_at)
+            out[h.name] = facts.map_events(read_jsonl(ev), _true_at(prof))
         return out
 
     # ------------------------------------------------------------ one trial
@@ -677,7 +675,7 @@ class Runner:
             if start is None:
                 self.progress.log("all trials already finished")
         else:
-            self.rf = RunFolder.create(self.opts.results, s.name, self._manifest())
+            self.rf = RunFolder.create(self.opts.results_dir, s.name, self._manifest())
             start = 1
             self._event("start", n_trials=s.n_trials)
         self.observer = Observer(self.noderefs, port=int(s.daemon.get("ntp_port", 123)),

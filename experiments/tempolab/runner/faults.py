@@ -28,20 +28,14 @@ import shlex
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
+from ..nodelayout import LAYOUT
 from .suite import FaultSpec
 
 NFT_TABLE = "inet tempo_fault"
-PIDFILE = "/run/tempo/tempod.pid"
-CONFIG = "/etc/tempo/tempod.toml"
-PROFILE = "/etc/tempo/drift.toml"
-SERVICE_TOOL = "/opt/tempo/venv/bin/tempod-service"
-STDOUT = "/var/log/tempo/tempod.out"
-
+# node paths: the roles' layout (nodelayout.py, checked against the roles by a test)
+PIDFILE = LAYOUT.pidfile
 # stock chronyd (protocol ntp, roles/chrony): the same service tool, its own files
-CHRONY_PIDFILE = "/run/tempo/chronyd.pid"
-CHRONY_CONFIG = "/etc/tempo/chrony.conf"
-CHRONY_LAUNCHER = "/opt/tempo/chrony/bin/chronyd-tempo"
-CHRONY_STDOUT = "/var/log/tempo/chronyd.out"
+CHRONY_PIDFILE = LAYOUT.chrony_pidfile
 DAEMONS = ("tempod", "chronyd")
 
 # the daemon's pid: first line of the pidfile tempod-service writes ("<pid>\nstarttime=N");
@@ -66,12 +60,8 @@ def service_cmd(action: str, daemon: str = "tempod") -> str:
     if daemon not in DAEMONS:
         raise ValueError(f"unknown daemon {daemon!r}")
     if daemon == "chronyd":
-        # the same argv as the chrony role's _chrony_service_argv (roles/chrony/vars/main.yml)
-        return (f"{SERVICE_TOOL} --daemon-cmd '/bin/sh {CHRONY_LAUNCHER}' --config {CHRONY_CONFIG} "
-                f"--profile {PROFILE} --pidfile {CHRONY_PIDFILE} --stdout {CHRONY_STDOUT} {action}")
-    # the same argv as the tempod role's _tempod_service_argv (roles/tempod/vars/main.yml)
-    tool = (f"{SERVICE_TOOL} --config {CONFIG} --profile {PROFILE} --pidfile {PIDFILE} "
-            f"--stdout {STDOUT} {action}")
+        return shlex.join([*LAYOUT.chrony_service_argv(), action])
+    tool = shlex.join([*LAYOUT.tempod_service_argv(), action])
     return ("if command -v systemctl >/dev/null 2>&1 && systemctl cat tempod.service "
             f">/dev/null 2>&1; then systemctl {action} tempod; else {tool}; fi")
 
@@ -359,8 +349,8 @@ def cleanup_cmd() -> str:
 
 # --- dead-man watchdogs -----------------------------------------------------------
 
-DEADMAN_DIR = "/run/tempo/deadman"
-DEADMAN_LOG = "/var/log/tempo/deadman.jsonl"
+DEADMAN_DIR = LAYOUT.deadman_dir
+DEADMAN_LOG = LAYOUT.deadman_log
 # Seconds after a fault's planned end before its watchdog reverts it. The runner's own
 # revert normally comes first (it is due at the planned end; an SSH call takes 0.1-0.4 s
 # here), so the margin only has to cover a slow controller; a SIGKILLed runner's fault

@@ -20,7 +20,6 @@ from typing import Any
 from ..errors import ConfigError, EnvironmentProblem
 
 GROUP = "tempo_nodes"
-REPO = Path(__file__).resolve().parents[3]
 
 
 @dataclass(frozen=True)
@@ -32,10 +31,6 @@ class Host:
     port: int = 22
     key_file: str | None = None
     netns: str | None = None   # reachable only from inside this network namespace (VMs)
-
-
-def lab_inventory_path(name: str) -> Path:
-    return REPO / "inventory" / ("lab" if name == "tslab" else f"lab-{name}") / "hosts.yml"
 
 
 def _tool(name: str) -> str:

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..nodelayout import LAYOUT
 from . import facts
 from .suite import PROTOCOLS
 
 Sample = dict[str, Any]
 
-CHRONYC = "/opt/tempo/chrony/bin/chronyc"
-CHRONY_SOCKET = "/run/tempo/chrony/chronyd.sock"
-CHRONY_LOG_DIR = "/var/log/tempo/chrony"
+CHRONYC = LAYOUT.chronyc
+CHRONY_SOCKET = LAYOUT.chrony_socket
+CHRONY_LOG_DIR = LAYOUT.chrony_log_dir
 CHRONY_LOGS = ("tracking.log", "measurements.log", "statistics.log")
 
 # what a master fault kills or stops, per protocol (docs/baselines.md)

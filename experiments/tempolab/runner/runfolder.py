@@ -6,33 +6,21 @@ written and flushed as it arrives under a per-stream lock (the observer, the CPU
 and the driver append from different threads), so an interrupted run keeps everything
 measured up to the interruption. Resume reads which trials finished.
 
-It does not know what the records mean beyond the ``trial`` key of ``trials.jsonl``.
+Record types, the schema version and the JSON helpers are :mod:`tempolab.runschema`'s;
+this module stamps ``schema_version`` into every manifest it creates.  It does not know
+what the records mean beyond the ``trial`` key of ``trials.jsonl``.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
 import threading
 import time
 from pathlib import Path
 from typing import IO, Any
 
 from ..errors import ConfigError
-
-STREAMS = ("observer", "faults", "cpu", "trials", "runner")
-
-
-def _jsonable(value: Any) -> Any:
-    # NaN/inf are not JSON; None is the honest "no value"
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
+from ..runschema import SCHEMA_VERSION, STREAMS, dumps_line, read_jsonl, write_json
 
 
 def run_dir_name(suite: str, t: float | None = None) -> str:
@@ -61,7 +49,7 @@ class RunFolder:
         path.mkdir()
         (path / "nodes").mkdir()
         rf = cls(path)
-        rf.write_manifest(manifest)
+        rf.write_manifest({**manifest, "schema_version": SCHEMA_VERSION})
         return rf
 
     @classmethod
@@ -80,9 +68,7 @@ class RunFolder:
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
         with self._manifest_lock:
-            tmp = self.path / ".manifest.json.tmp"
-            tmp.write_text(json.dumps(_jsonable(manifest), indent=2, sort_keys=True) + "\n")
-            os.replace(tmp, self.path / "manifest.json")
+            write_json(self.path / "manifest.json", manifest)
 
     def update_manifest(self, **fields: Any) -> dict[str, Any]:
         m = self.read_manifest()
@@ -94,11 +80,11 @@ class RunFolder:
     def append(self, stream: str, record: dict[str, Any]) -> None:
         if stream not in self._locks:
             raise ValueError(f"unknown stream {stream!r} (one of {', '.join(STREAMS)})")
-        line = json.dumps(_jsonable(record), sort_keys=True) + "\n"
+        line = dumps_line(record)
         with self._locks[stream]:
             f = self._files.get(stream)
             if f is None:
-                p = self.path / f"{stream}.jsonl"
+                p = self.path / STREAMS[stream].file
                 torn = p.exists() and p.stat().st_size > 0 and not p.read_bytes().endswith(b"\n")
                 f = open(p, "a", encoding="utf-8")
                 if torn:
@@ -111,16 +97,8 @@ class RunFolder:
 
     def read(self, stream: str) -> list[dict[str, Any]]:
         """Records of a stream; a torn last line (crash mid-write) is skipped."""
-        p = self.path / f"{stream}.jsonl"
-        if not p.exists():
-            return []
-        out = []
-        for line in p.read_text(encoding="utf-8").splitlines():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-        return out
+        p = self.path / STREAMS[stream].file
+        return read_jsonl(p) if p.exists() else []
 
     def close(self) -> None:
         for stream, f in list(self._files.items()):

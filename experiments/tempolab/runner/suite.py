@@ -29,6 +29,7 @@ import yaml
 from tempod.nodeconfig import NodeConfig
 
 from ..errors import ConfigError
+from ..lab.plan import DEFAULT_NAME
 
 # A suite may not ask for more drift than the daemon's frequency loop can cancel by
 # default; the bound is the daemon's, not a second number kept here.
@@ -118,7 +119,7 @@ class Suite:
     inventory: str | None = None      # None: the local lab
     provider: str | None = None       # lab | vagrant | inventory; None: inventory if given, else lab
     clock_mode: str = "faketime"      # CLOCK_MODES; kernel needs VMs (provider vagrant)
-    lab_name: str = "tslab"
+    lab_name: str = DEFAULT_NAME
     lab_subnet: str | None = None
     nodes: int = 3
     drift: Drift = field(default_factory=Drift)

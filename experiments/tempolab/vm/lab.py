@@ -26,10 +26,11 @@ from pathlib import Path
 import yaml
 
 from ..errors import ConfigError, EnvironmentProblem
+from ..paths import project_paths
 from . import box as boxmod
 from . import daemons
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = project_paths().root  # the project folder (paths.py), read at import
 STATE_ROOT = Path("/var/lib/tempo-lab/vm")
 DEFAULT_NAME = "tvm"
 # 10.86.0.0/24: the other labs of this project use 10.77 and 10.82-10.84

@@ -1,11 +1,12 @@
-"""Deterministic synthetic run folders with known answers, for tests and figure checks.
+"""Deterministic synthetic run folders with known answers, for tests and benchmarks.
 
 Owns a small model of a Berkeley group observed by the runner: each node has a drift
 profile (hardware clock), a software adjustment that is set instantly at each round,
 a master that may be killed (then a known detect / new-master / first-round schedule),
 CPU counters that grow at a known percent of one core per role, and an observer that
 sweeps the nodes at a fixed period.  It writes exactly the files of
-docs/architecture.md "Run folder" and returns a :class:`Truth` with the numbers the
+docs/architecture.md "Run folder", through :mod:`tempolab.runschema`'s writers (the ones
+the runner uses), and returns a :class:`Truth` with the numbers the
 analysis must find.  It knows nothing about how the analysis computes them; the truth
 comes from the model (e.g. the offsets it wrote for each node's first sample after a
 round), never from the analysis code.
@@ -17,13 +18,14 @@ files.
 from __future__ import annotations
 
 import heapq
-import json
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from tempod.profile import DriftProfile, RateChange, dump_profile
+
+from ..runschema import SCHEMA_VERSION, dump_jsonl, write_json
 
 EPOCH_LEAD_S = 100.0  # profiles' epoch is this long before the run starts (hardware "powered on")
 
@@ -377,10 +379,6 @@ class _Model:
                 self.log(n, t, "start", version="0.1.0", pid=self.pid[n], config={}, backend="process")
 
 
-def _dump_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
-    path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
-
-
 def make_run(out_dir: str | Path, spec: SyntheticSpec = SyntheticSpec()) -> Truth:
     """Write a synthetic run folder into ``out_dir`` (created) and return its truth."""
     out = Path(out_dir)
@@ -396,6 +394,7 @@ def make_run(out_dir: str | Path, spec: SyntheticSpec = SyntheticSpec()) -> Trut
     truth.cpu_pct_by_role = {r: tot / w for r, (tot, w) in by_role.items()}
     end = spec.start_s + spec.trials * spec.trial_s
     manifest = {
+        "schema_version": SCHEMA_VERSION,
         "suite": {"name": spec.suite, "round_interval_s": spec.round_interval_s},
         "seed": spec.seed,
         "inventory": "synthetic",
@@ -403,23 +402,23 @@ def make_run(out_dir: str | Path, spec: SyntheticSpec = SyntheticSpec()) -> Trut
                       "profile": {"epoch_unix_s": p.epoch_unix_s, "offset_s": p.offset_s, "rate_ppm": p.rate_ppm,
                                   "changes": [{"at_s": c.at_s, "rate_ppm": c.rate_ppm} for c in p.changes]}}
                   for i, (n, p) in enumerate(model.profiles.items())},
-        "versions": {"tempo": "0.1.0", "generator": "tempolab.analysis.synthetic"},
+        "versions": {"tempo": "0.1.0", "generator": "tempolab.testing.synthetic"},
         "git_commit": "0" * 40,
         "host": {"kernel": "synthetic"},
         "started": spec.start_s,
         "ended": end,
         "status": "ok",
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    _dump_jsonl(out / "observer.jsonl", model.observer)
-    _dump_jsonl(out / "faults.jsonl", model.faults)
-    _dump_jsonl(out / "cpu.jsonl", model.cpu)
-    _dump_jsonl(out / "trials.jsonl", model.trials)
-    _dump_jsonl(out / "runner.jsonl", [{"t_ref": spec.start_s, "phase": "start"}, {"t_ref": end, "phase": "end"}])
+    write_json(out / "manifest.json", manifest)
+    dump_jsonl(out / "observer.jsonl", model.observer)
+    dump_jsonl(out / "faults.jsonl", model.faults)
+    dump_jsonl(out / "cpu.jsonl", model.cpu)
+    dump_jsonl(out / "trials.jsonl", model.trials)
+    dump_jsonl(out / "runner.jsonl", [{"t_ref": spec.start_s, "phase": "start"}, {"t_ref": end, "phase": "end"}])
     for n in model.names:
         d = out / "nodes" / n
         d.mkdir(parents=True, exist_ok=True)
-        _dump_jsonl(d / "events.jsonl", model.events[n])
+        dump_jsonl(d / "events.jsonl", model.events[n])
         if spec.write_profiles:
             (d / "drift.toml").write_text(dump_profile(model.profiles[n]))
     return truth
