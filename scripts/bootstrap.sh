@@ -27,7 +27,7 @@ if [ ! -x .venv/bin/python ]; then
   echo "bootstrap: creating .venv with $($PY --version)"
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import tempod, tempolab, pytest, hypothesis, ansible_collections" 2>/dev/null \
+if ! .venv/bin/python -c "import tempod, tempolab, pytest, hypothesis, ansible_collections, boto3, moto.server" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then
   echo "bootstrap: installing the project and its dependencies into .venv"
   .venv/bin/python -m pip install -q --upgrade pip

@@ -16,6 +16,7 @@ from tempolab.errors import ConfigError, EnvironmentProblem
 from tempolab.providers import make_provider
 from tempolab.providers.inventory import InventoryProvider
 from tempolab.runner.driver import Runner, RunOptions
+from tempolab.runner.hosts import Host, hosts_from_inventory_json
 from tempolab.runner.suite import Suite, parse_suite
 from tempolab.vm import box
 from tempolab.vm.lab import VmLab, wrapper_script
@@ -53,6 +54,22 @@ def test_inventory_provider_refuses_hosts_in_two_namespaces(tmp_path):
     with pytest.raises(ConfigError, match="several network namespaces"):
         prov.existing()
 
+
+
+def test_plugin_computed_host_vars_are_read_as_plain_strings():
+    # ansible-inventory --list output for a host of the amazon.aws.aws_ec2 plugin (shape
+    # from ansible-core 2.19 against moto, tests/test_aws_moto.py): compose vars come
+    # wrapped, vars from group_vars files do not
+    data = {"tempo_nodes": {"hosts": ["n1"]}, "_meta": {"hostvars": {"n1": {
+        "ansible_host": {"__ansible_unsafe": "54.214.138.63"},
+        "tempod_address": {"__ansible_unsafe": "172.31.0.4"},
+        "tempod_node_name": {"__ansible_unsafe": "n1"},
+        "ansible_user": {"__ansible_unsafe": "admin"},
+        "tags": {"Name": {"__ansible_unsafe": "n1"}},
+        "ansible_port": 2222,
+    }}}}
+    assert hosts_from_inventory_json(data, "aws_ec2.yml") == [
+        Host(name="n1", address="172.31.0.4", ssh_host="54.214.138.63", user="admin", port=2222)]
 
 @pytest.mark.parametrize("opts, suite_kw, want", [
     ({}, {}, "lab"),

@@ -43,12 +43,30 @@ def _tool(name: str) -> str:
     return found
 
 
+def _plain(value: Any) -> Any:
+    """A host var as the runner needs it.
+
+    ``ansible-inventory --list`` (ansible-core 2.19, output profile ``inventory_legacy``)
+    writes a string that an inventory plugin computed, not one read from a file, as
+    ``{"__ansible_unsafe": "..."}``: every ``compose`` var of ``amazon.aws.aws_ec2``
+    (``ansible_host``, ``tempod_address``) comes out that way, and ``str()`` of the dict
+    would become the host's address.
+    """
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return value["__ansible_unsafe"]
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
 def hosts_from_inventory_json(data: dict[str, Any], source: str) -> list[Host]:
     """Pure part: ``ansible-inventory --list`` JSON -> hosts of group tempo_nodes."""
     group = data.get(GROUP)
     if not isinstance(group, dict) or not group.get("hosts"):
         raise ConfigError(f"no hosts in group {GROUP}", source=source)
-    hostvars = data.get("_meta", {}).get("hostvars", {})
+    hostvars = _plain(data.get("_meta", {}).get("hostvars", {}))
     out = []
     for inv_name in group["hosts"]:
         hv = hostvars.get(inv_name, {})
