@@ -221,6 +221,23 @@ def test_teardown_removes_one_lab_and_nothing_else(moto, ec2, ami, lab_default):
     assert _playbook(moto, "aws-teardown.yml", aws_lab="gone") == 0
 
 
+def test_no_default_subnet_is_a_clear_error_and_creates_nothing(moto, ami):
+    region = "eu-west-2"   # its default subnets deleted: like an account without a default VPC
+    ec2 = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                        region_name=region).client("ec2", endpoint_url=moto.url)
+    for sn in ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]:
+        ec2.delete_subnet(SubnetId=sn["SubnetId"])
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), "playbooks/aws-provision.yml", "-e", json.dumps({
+            "aws_endpoint_url": moto.url, "aws_region": region, "aws_lab": "nosubnet", "aws_ami": ami,
+            "aws_key_name": KEY, "aws_controller_cidr": CONTROLLER_CIDR})],
+        cwd=REPO, env=_ansible_env(moto), capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "no default subnet in eu-west-2" in proc.stdout and "set aws_vpc_subnet_id" in proc.stdout, proc.stdout
+    assert ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["tempo-lab-nosubnet"]}])["SecurityGroups"] == []
+    assert ec2.describe_instances(Filters=[{"Name": "tag:TempoLab", "Values": ["nosubnet"]}])["Reservations"] == []
+
+
 def test_moto_is_stopped_even_when_the_test_fails(tmp_path):
     with refusing_port() as dead:
         with pytest.raises(RuntimeError, match="a failing test"):
