@@ -233,3 +233,48 @@ def test_kill_master_failover_within_profile_bound(profile, bound_s):
     for fo in fos:
         assert fo["new_master"] not in (None, fo["old_master"])
         assert fo["to_new_master_s"] < bound_s
+
+
+# --- the event loop's output, pinned (issue 12: simulator speed) ------------------------
+#
+# Speed-ups of the engine must not change what it simulates.  These digests cover the
+# raw trace of a run (every state change, round, skew sample, fault, invariant check
+# count and first violation, datagram counts and the number of events popped), not the
+# summary built from it, so a change of how figures are computed does not touch them.
+# A deliberate change of behaviour (protocol, network model) changes them: update the
+# digests in the same commit and say why.
+
+DIGEST_CONFIGS = [
+    ("40 nodes, kill + partition, 5% loss", "02c7ec51252bbb60",
+     SimConfig(nodes=40, duration_s=420, seed=3, loss=0.05, jitter_ms=0.5, faults=("kill-master", "partition"))),
+    ("7 nodes, 10% drift, every fault", "3ee8251980acfd34",
+     SimConfig(nodes=7, duration_s=900, seed=23, loss=0.05, jitter_ms=0.5, drift_ppm=100_000,
+               faults=("kill-master", "pause-master", "partition", "loss"))),
+    ("5 nodes, wire", "079fbbeab7a8d815",
+     SimConfig(nodes=5, duration_s=400, seed=11, loss=0.05, jitter_ms=0.5, faults=("kill-master",), wire=True)),
+    ("16 nodes, wander, ineligible, 10% loss", "4bdbb8141f90606e",
+     SimConfig(nodes=16, duration_s=400, seed=4, loss=0.1, wander_ppm_per_sqrt_s=0.5, ineligible=("n1", "n2"),
+               faults=("pause-master", "kill-master"))),
+    # jitter (up to 80 ms) above the fast profile's 50 ms heartbeat: heartbeats overtake
+    ("9 nodes, fast profile, 20% loss, 80 ms jitter", "35614beda59fabe0",
+     SimConfig(nodes=9, duration_s=180, seed=6, profile="fast", loss=0.2, jitter_ms=80.0,
+               faults=("pause-master", "kill-master"))),
+    ("6 nodes, cristian", "c4b3da6cc6df647f",
+     SimConfig(nodes=6, duration_s=300, seed=2, protocol="cristian", loss=0.05, faults=("kill-master",))),
+]
+
+
+def trace_digest(sim: Simulation) -> str:
+    import hashlib
+    tr = {"state_log": sim.state_log, "rounds": sim.rounds, "post": sim.post_skews,
+          "between": sim.between_skews, "faults": sim.fault_log, "checks": sim.checks,
+          "violations": sim.violations, "msgs": [sim.msgs_sent, sim.msgs_dropped],
+          "spurious": [sim.spurious_candidacies, sim.spurious_master_changes], "events": sim.events}
+    return hashlib.sha256(json.dumps(tr, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("label,digest,sc", DIGEST_CONFIGS, ids=[c[0] for c in DIGEST_CONFIGS])
+def test_trace_digest_is_pinned(label, digest, sc):
+    sim = Simulation(sc)
+    sim.run()
+    assert trace_digest(sim) == digest
