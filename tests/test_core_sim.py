@@ -278,3 +278,33 @@ def test_trace_digest_is_pinned(label, digest, sc):
     sim = Simulation(sc)
     sim.run()
     assert trace_digest(sim) == digest
+
+
+def test_held_passive_deliveries_change_nothing(monkeypatch):
+    """Heartbeats kept out of the event queue (engine ``_flush``/``_touched``) give the
+    same trace as queueing every datagram, with faults that kill and pause nodes holding
+    them, and when the never-backwards check fails: the reported first violation is the
+    earliest one, not the first one handled."""
+    from tempod import discipline
+    from tempod.sim import engine
+
+    orig = discipline.SoftwareClock.corrected
+
+    def backwards_at_100s(self, hw):      # the clock jumps back 0.5 s for 50 ms at hw 100 s
+        c = orig(self, hw)
+        return c - 0.5 if 100.0 <= hw < 100.05 else c
+
+    monkeypatch.setattr(discipline.SoftwareClock, "corrected", backwards_at_100s)
+    sc = SimConfig(nodes=30, duration_s=400, seed=7, loss=0.05, jitter_ms=0.5,
+                   faults=("kill-master", "pause-master"))
+    held = Simulation(sc)
+    r_held = held.run()
+    assert held._held_events > 10_000            # most deliveries were held
+    v = r_held["invariants"]["monotonic"]["first_violation"]
+    assert v is not None and 100.0 <= held.nodes[held.index[v["detail"].split()[0]]].hw.read(v["t"]) < 100.05
+    monkeypatch.setattr(engine.Simulation, "_can_hold", lambda self, sn: False)
+    plain = Simulation(sc)
+    r_plain = plain.run()
+    assert plain._held_events == 0
+    assert trace_digest(held) == trace_digest(plain)
+    assert json.dumps(_strip_perf(r_held), sort_keys=True) == json.dumps(_strip_perf(r_plain), sort_keys=True)

@@ -91,6 +91,8 @@ _ADJTIME, _SETTIME = MsgType.ADJTIME, MsgType.SETTIME
 _HEARTBEAT = MsgType.HEARTBEAT
 _FOLLOWER_JOIN = frozenset({MsgType.SLAVEUP, MsgType.MASTERREQ, MsgType.ACCEPT, MsgType.ELECTION})
 _REJOIN = frozenset({MsgType.SLAVEUP, MsgType.MASTERREQ})   # a (re)started follower announcing itself
+# The only message types ``Node.passive`` can be true for: a caller asks only about these.
+PASSIVE_TYPES = frozenset({MsgType.HEARTBEAT})
 
 
 @dataclass(slots=True)
@@ -231,6 +233,22 @@ class Node:
         name, seq = self.name, self.seq
         for f in self.followers:
             out.append(Send(f, Message(_HEARTBEAT, seq.next(), name)))
+
+    def passive(self, msg: Message) -> bool:
+        """True if ``handle_message(msg, ...)`` would now return no actions and change
+        nothing but the ``rx`` counter and the master-loss deadline, which it sets to
+        ``now + timeout`` (so, for a ``now`` no earlier than the last one, ``next_deadline()``
+        does not decrease): a HEARTBEAT from our own master while FOLLOWER.
+
+        It depends only on ``msg.type``, ``msg.name`` and this node's state, and handling a
+        passive message keeps it true, so it stays true until the node handles a
+        message or timer that is not passive.  The simulator uses this to keep such
+        deliveries (5 per follower per second with the default heartbeat) out of its
+        event queue and hand them to ``handle_message`` in order just before the node's
+        next other event (sim/engine.py).  Only types in ``PASSIVE_TYPES`` can be passive.
+        """
+        el = self.election
+        return msg.type is _HEARTBEAT and el.state is State.FOLLOWER and el.master == msg.name
 
     def handle_message(self, msg: Message, src: tuple[str, int], now: float,
                        rx_hw: float | None = None) -> list[Action]:

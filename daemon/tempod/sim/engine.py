@@ -48,7 +48,7 @@ from ..cristian import make_core
 from ..discipline import SoftwareClock
 from ..election import State
 from ..failover import RoundDone, StateChange
-from ..node import Node  # the type of SimNode.node (or a cristian.CristianNode)
+from ..node import PASSIVE_TYPES, Node  # the type of SimNode.node (or a cristian.CristianNode)
 from ..nodeconfig import NodeConfig
 from .scenario import SimConfig
 
@@ -72,6 +72,10 @@ class SimNode:
     timer_hw: float = 0.0
     last_clk: float = -math.inf
     backlog: list = field(default_factory=list)
+    # Passive deliveries (``Node.passive``: heartbeats from its master) kept out of the
+    # event queue: (true time, seq, msg, src), handed over before the node's next event.
+    held: list = field(default_factory=list)
+    hold_ok: bool | None = None         # may deliveries be held now? None: not yet asked
     # hw = lin_h0 + lin_k * (true - lin_e) when the clock has no wander (lin = True): the
     # exact expression SimClock.read/true_at evaluate, without a method call per event.
     lin: bool = False
@@ -149,6 +153,11 @@ class Simulation:
         self.violations: dict[str, dict | None] = {"one_master": None, "monotonic": None,
                                                    "stable_master": None, "post_sync_skew": None}
         self.checks = {"one_master": 0, "monotonic": 0, "stable_master": 0, "post_sync_skew": 0}
+        # (time, seq) of each first violation: held deliveries are handled after events
+        # that come later in the queue, so "first" is the smallest key, not the first seen
+        self._vkeys: dict[str, tuple[float, int]] = {}
+        self._key_seq = 0                   # seq of the event being handled
+        self._held_events = 0               # held deliveries handed over (events, clock checks)
         self.spurious_candidacies = 0
         self.spurious_master_changes = 0
         self.fault_log: list[dict] = []
@@ -172,9 +181,13 @@ class Simulation:
         self._seq += 1
         heapq.heappush(self.heap, (t, self._seq, kind, idx, payload))
 
-    def _violate(self, inv: str, detail: str) -> None:
-        if self.violations[inv] is None:
-            self.violations[inv] = {"seed": self.sc.seed, "t": round(self.t, 6), "detail": detail}
+    def _violate(self, inv: str, detail: str, key: tuple[float, int] | None = None) -> None:
+        if key is None:
+            key = (self.t, self._key_seq)
+        old = self._vkeys.get(inv)
+        if old is None or key < old:
+            self._vkeys[inv] = key
+            self.violations[inv] = {"seed": self.sc.seed, "t": round(key[0], 6), "detail": detail}
 
     def _read(self, sn: SimNode) -> float:
         """hw at the current true time, with the never-backwards check on the clk."""
@@ -207,6 +220,73 @@ class Simulation:
             sn.timer_hw = d
             self._push(tt, _TIMER, sn.idx, sn.gen)
 
+    # --- held (passive) deliveries -------------------------------------------------------
+    #
+    # With the default 0.2 s heartbeat a 1,000-node group carries 5,000 HEARTBEATs per
+    # second, 5x the datagrams of its rounds; a follower's only reaction is to move its
+    # master-loss deadline (``Node.passive``).  Such a delivery is not pushed into the
+    # heap: it waits in the receiver's ``held`` list and is handed to ``handle_message``,
+    # with the clock read and never-backwards check it would have had, right before the
+    # receiver's next event (or the end of the run), in (time, seq) order.  Nothing else
+    # can tell: a passive message changes only the receiver's own loss deadline and rx
+    # counter, which only the receiver's own events read, and it never re-arms the timer
+    # (the deadline moves later).  Whatever makes it non-passive is an event of that
+    # receiver (a message, its timer, a fault aimed at it); after each one the remaining
+    # held deliveries are checked again and those no longer passive go into the heap
+    # with their original keys.  Seq numbers are drawn as before, so every other event
+    # keeps its key.  Only nodes with a linear clock hold (hw is then non-decreasing in
+    # float arithmetic), and not in wire mode (which decodes every datagram on arrival).
+
+    def _can_hold(self, sn: SimNode) -> bool:
+        if self._wire or not sn.lin or not sn.alive or sn.paused or sn.timer_t is None:
+            return False
+        node = sn.node
+        if getattr(node, "passive", None) is None:
+            return False                          # a core without the predicate (cristian)
+        d = node.next_deadline()
+        # the queued timer event must stay the one the node needs (no re-arm on delivery)
+        return d is not None and sn.timer_hw <= d
+
+    def _flush(self, sn: SimNode, t: float, s: float) -> None:
+        """Hand over ``sn``'s held deliveries with a (time, seq) key before (t, s)."""
+        held = sn.held
+        if len(held) > 1:
+            held.sort()      # keys are unique; out of order only when jitter > heartbeat interval
+        node = sn.node
+        addrs = self.addrs
+        n = 0
+        for th, sh, msg, src in held:
+            if th > t or (th == t and sh > s):
+                break
+            n += 1
+            hw = sn.lin_h0 + sn.lin_k * (th - sn.lin_e)
+            clk = sn.sw.corrected(hw)
+            if clk < sn.last_clk:
+                self._violate("monotonic", f"{sn.name} clk {clk!r} < earlier {sn.last_clk!r}", (th, sh))
+            sn.last_clk = clk
+            if node.handle_message(msg, addrs[src], hw):
+                raise AssertionError(f"{sn.name}: a passive {msg.type.name} produced actions")
+        if n:
+            del held[:n]
+            self._held_events += n
+
+    def _touched(self, sn: SimNode) -> None:
+        """After an event of ``sn``: held deliveries no longer passive go into the heap."""
+        sn.hold_ok = None
+        held = sn.held
+        if not held:
+            return
+        ok = self._can_hold(sn)
+        sn.hold_ok = ok
+        keep = []
+        passive = sn.node.passive if ok else None
+        for e in held:
+            if passive is not None and passive(e[2]):
+                keep.append(e)
+            else:
+                heapq.heappush(self.heap, (e[0], e[1], _DELIVER, sn.idx, (e[2], e[3])))
+        sn.held = keep
+
     # --- actions ----------------------------------------------------------------------
 
     def _route(self, src: SimNode, actions: list) -> None:
@@ -224,6 +304,14 @@ class Simulation:
                 jit = self.jitter_s
                 d = self.delay_s + (jit * self.net_rng.random() if jit else 0.0)
                 self._seq += 1
+                if a.msg.type in PASSIVE_TYPES:
+                    tgt = self.nodes[j]
+                    ok = tgt.hold_ok
+                    if ok is None:
+                        ok = tgt.hold_ok = self._can_hold(tgt)
+                    if ok and tgt.node.passive(a.msg):
+                        tgt.held.append((self.t + d, self._seq, payload, src.idx))
+                        continue
                 heapq.heappush(self.heap, (self.t + d, self._seq, _DELIVER, j, (payload, src.idx)))
             elif ta is Broadcast:
                 self._broadcast(src, a.msg)
@@ -344,6 +432,8 @@ class Simulation:
     # --- events -----------------------------------------------------------------------
 
     def _boot(self, sn: SimNode) -> None:
+        assert not sn.held         # handed over or queued when it died
+        sn.hold_ok = None
         sn.alive, sn.paused = True, False
         sn.gen += 1
         sn.sw = self._new_sw(sn.cfg)
@@ -362,6 +452,8 @@ class Simulation:
         target = masters[0] if masters else (self.fault_rng.choice(live) if live else None)
         rec = {"t": round(self.t, 6), "kind": kind, "phase": "start",
                "target": target.name if target else None, "had_master": bool(masters)}
+        if target is not None and target.held:
+            self._flush(target, self.t, self._key_seq)
         length = float(arg)  # type: ignore[arg-type]
         if kind == "kill-master" and target is not None:
             target.alive = False
@@ -384,6 +476,8 @@ class Simulation:
         elif kind == "loss":
             self.loss = self.sc.fault_loss
             self._push(self.t + length, _FAULT, -1, ("loss-end", None))
+        if target is not None:
+            self._touched(target)
         self.fault_log.append(rec)
 
     def _fault_end(self, kind: str, sn: SimNode | None) -> None:
@@ -391,6 +485,7 @@ class Simulation:
         if kind == "restart" and sn is not None:
             self._boot(sn)
         elif kind == "resume" and sn is not None:
+            assert not sn.held     # queued when it paused
             sn.paused = False
             sn.timer_t = None      # its timer event fired (and was skipped) while paused
             hw = self._read(sn)
@@ -404,6 +499,8 @@ class Simulation:
             self.comp = [0] * len(self.nodes)
         elif kind == "loss-end":
             self.loss = self.sc.loss
+        if sn is not None:
+            self._touched(sn)
         self.fault_log.append({"t": round(self.t, 6), "kind": kind, "phase": "end",
                                "target": sn.name if sn else None})
 
@@ -496,6 +593,7 @@ class Simulation:
             t, _s, kind, idx, payload = pop(heap)
             events += 1
             self.t = t
+            self._key_seq = _s
             if kind <= 0 or kind == _BDELIVER:
                 if kind == _BDELIVER:
                     # next delivery of the same broadcast (see _broadcast)
@@ -507,6 +605,8 @@ class Simulation:
                 else:
                     msg, src = payload
                 sn = nodes[idx]
+                if sn.held:
+                    self._flush(sn, t, _s)
                 if not sn.alive:
                     continue
                 if sn.paused:
@@ -531,24 +631,31 @@ class Simulation:
                     sn.timer_t = None
                 elif sn.timer_t is None or d < sn.timer_hw:
                     self._arm(sn, d)
+                if sn.held:
+                    self._touched(sn)
+                else:
+                    sn.hold_ok = None
             elif kind == _TIMER:
                 sn = nodes[idx]
+                if sn.held:
+                    self._flush(sn, t, _s)
                 if not sn.alive or sn.paused or payload != sn.gen or t != sn.timer_t:
                     continue
                 sn.timer_t = None
                 hw = self._read(sn)
                 d = sn.node.next_deadline()
                 if d is None:
-                    continue
-                if d > sn.timer_hw:      # the deadline moved later since this was queued
+                    pass
+                elif d > sn.timer_hw:    # the deadline moved later since this was queued
                     self._reschedule(sn)
-                    continue
-                if hw < d:
-                    hw = d             # float round-off of true_at/read: never early
-                acts = sn.node.handle_timer(hw)
-                if acts:
-                    self._route(sn, acts)
-                self._reschedule(sn)
+                else:
+                    if hw < d:
+                        hw = d         # float round-off of true_at/read: never early
+                    acts = sn.node.handle_timer(hw)
+                    if acts:
+                        self._route(sn, acts)
+                    self._reschedule(sn)
+                self._touched(sn)
             elif kind == _SAMPLE:
                 self._sample(payload)
             elif kind == _CHECK:
@@ -563,8 +670,11 @@ class Simulation:
                     self._fault_end(what, None)
                 else:
                     self._fault(what, arg)
-        self.checks["monotonic"] += mono
-        self.events = events
+        for sn in nodes:          # held deliveries due by the end were events of the run
+            if sn.held:
+                self._flush(sn, end, math.inf)
+        self.checks["monotonic"] += mono + self._held_events
+        self.events = events + self._held_events
         wall = time.perf_counter() - wall0
         return self._summary(wall)
 
