@@ -75,7 +75,9 @@ class SimNode:
     # Passive deliveries (``Node.passive``: heartbeats from its master) kept out of the
     # event queue: (true time, seq, msg, src), handed over before the node's next event.
     held: list = field(default_factory=list)
-    hold_ok: bool | None = None         # may deliveries be held now? None: not yet asked
+    held_sorted: bool = True            # False once one arrived before an earlier-held one
+    holds: bool = False                 # this incarnation may hold at all (see _can_hold)
+    hold_ok: bool = False               # ... and may now: set after each of its events
     # hw = lin_h0 + lin_k * (true - lin_e) when the clock has no wander (lin = True): the
     # exact expression SimClock.read/true_at evaluate, without a method call per event.
     lin: bool = False
@@ -237,21 +239,19 @@ class Simulation:
     # keeps its key.  Only nodes with a linear clock hold (hw is then non-decreasing in
     # float arithmetic), and not in wire mode (which decodes every datagram on arrival).
 
-    def _can_hold(self, sn: SimNode) -> bool:
-        if self._wire or not sn.lin or not sn.alive or sn.paused or sn.timer_t is None:
-            return False
-        node = sn.node
-        if getattr(node, "passive", None) is None:
-            return False                          # a core without the predicate (cristian)
-        d = node.next_deadline()
-        # the queued timer event must stay the one the node needs (no re-arm on delivery)
-        return d is not None and sn.timer_hw <= d
+    def _can_hold(self, sn: SimNode, d: float | None) -> bool:
+        """May deliveries to ``sn`` be held now (``d``: its ``next_deadline()``)?  The
+        queued timer event must stay the one the node needs: a passive delivery moves
+        the deadline later, so the engine would not re-arm it."""
+        return (sn.holds and sn.alive and not sn.paused and sn.timer_t is not None
+                and d is not None and sn.timer_hw <= d)
 
     def _flush(self, sn: SimNode, t: float, s: float) -> None:
         """Hand over ``sn``'s held deliveries with a (time, seq) key before (t, s)."""
         held = sn.held
-        if len(held) > 1:
+        if not sn.held_sorted:
             held.sort()      # keys are unique; out of order only when jitter > heartbeat interval
+            sn.held_sorted = True
         node = sn.node
         addrs = self.addrs
         n = 0
@@ -270,17 +270,17 @@ class Simulation:
             del held[:n]
             self._held_events += n
 
-    def _touched(self, sn: SimNode) -> None:
-        """After an event of ``sn``: held deliveries no longer passive go into the heap."""
-        sn.hold_ok = None
-        held = sn.held
-        if not held:
-            return
-        ok = self._can_hold(sn)
-        sn.hold_ok = ok
+    def _touched(self, sn: SimNode, d: float | None) -> None:
+        """After an event of ``sn`` (``d``: its ``next_deadline()`` now)."""
+        sn.hold_ok = self._can_hold(sn, d)
+        if sn.held:
+            self._requeue(sn)
+
+    def _requeue(self, sn: SimNode) -> None:
+        """Held deliveries that are no longer passive go into the heap with their keys."""
         keep = []
-        passive = sn.node.passive if ok else None
-        for e in held:
+        passive = sn.node.passive if sn.hold_ok else None
+        for e in sn.held:
             if passive is not None and passive(e[2]):
                 keep.append(e)
             else:
@@ -306,11 +306,12 @@ class Simulation:
                 self._seq += 1
                 if a.msg.type in PASSIVE_TYPES:
                     tgt = self.nodes[j]
-                    ok = tgt.hold_ok
-                    if ok is None:
-                        ok = tgt.hold_ok = self._can_hold(tgt)
-                    if ok and tgt.node.passive(a.msg):
-                        tgt.held.append((self.t + d, self._seq, payload, src.idx))
+                    if tgt.hold_ok and tgt.node.passive(a.msg):
+                        held = tgt.held
+                        ta = self.t + d
+                        if held and held[-1][0] > ta:
+                            tgt.held_sorted = False
+                        held.append((ta, self._seq, payload, src.idx))
                         continue
                 heapq.heappush(self.heap, (self.t + d, self._seq, _DELIVER, j, (payload, src.idx)))
             elif ta is Broadcast:
@@ -433,7 +434,6 @@ class Simulation:
 
     def _boot(self, sn: SimNode) -> None:
         assert not sn.held         # handed over or queued when it died
-        sn.hold_ok = None
         sn.alive, sn.paused = True, False
         sn.gen += 1
         sn.sw = self._new_sw(sn.cfg)
@@ -442,6 +442,8 @@ class Simulation:
         sn.backlog = []
         # the protocol's core (SimConfig.protocol); Cristian's time server is the first node
         sn.node = make_core(sn.cfg, sn.sw, sn.rng, sn.hw.read(self.t), self.sc.protocol, self.cfgs[0].name)
+        # a core without the predicate (cristian) never holds
+        sn.holds = sn.lin and not self._wire and getattr(sn.node, "passive", None) is not None
         self._reschedule(sn)
 
     def _fault(self, kind: str, arg: object) -> None:
@@ -477,8 +479,12 @@ class Simulation:
             self.loss = self.sc.fault_loss
             self._push(self.t + length, _FAULT, -1, ("loss-end", None))
         if target is not None:
-            self._touched(target)
+            self._touched(target, self._deadline_if_live(target))
         self.fault_log.append(rec)
+
+    @staticmethod
+    def _deadline_if_live(sn: SimNode) -> float | None:
+        return sn.node.next_deadline() if sn.alive and not sn.paused else None
 
     def _fault_end(self, kind: str, sn: SimNode | None) -> None:
         self.last_change = self.t
@@ -500,7 +506,7 @@ class Simulation:
         elif kind == "loss-end":
             self.loss = self.sc.loss
         if sn is not None:
-            self._touched(sn)
+            self._touched(sn, self._deadline_if_live(sn))
         self.fault_log.append({"t": round(self.t, 6), "kind": kind, "phase": "end",
                                "target": sn.name if sn else None})
 
@@ -631,10 +637,10 @@ class Simulation:
                     sn.timer_t = None
                 elif sn.timer_t is None or d < sn.timer_hw:
                     self._arm(sn, d)
+                # == self._touched(sn, d), inlined (alive and not paused here)
+                sn.hold_ok = sn.holds and sn.timer_t is not None and d is not None and sn.timer_hw <= d
                 if sn.held:
-                    self._touched(sn)
-                else:
-                    sn.hold_ok = None
+                    self._requeue(sn)
             elif kind == _TIMER:
                 sn = nodes[idx]
                 if sn.held:
@@ -647,15 +653,16 @@ class Simulation:
                 if d is None:
                     pass
                 elif d > sn.timer_hw:    # the deadline moved later since this was queued
-                    self._reschedule(sn)
+                    self._arm(sn, d)     # (== _reschedule: nothing changed since d was read)
                 else:
                     if hw < d:
                         hw = d         # float round-off of true_at/read: never early
                     acts = sn.node.handle_timer(hw)
                     if acts:
                         self._route(sn, acts)
-                    self._reschedule(sn)
-                self._touched(sn)
+                    d = sn.node.next_deadline()
+                    self._arm(sn, d)
+                self._touched(sn, d)
             elif kind == _SAMPLE:
                 self._sample(payload)
             elif kind == _CHECK:
