@@ -295,3 +295,30 @@ def test_killed_master_replaced_within_heartbeat_bound():
     cfg = c.nodes[new].cfg
     rw = cfg.answer_delay_max_s + 2 * cfg.probe_timeout_s
     assert t_new - kill_t <= cfg.heartbeat_interval_s + cfg.master_timeout_max_s + rw + 0.01
+
+
+def _follower_of(master: str) -> Node:
+    peers = (Peer(master, "10.0.0.2"), Peer("n3", "10.0.0.3"))
+    node = Node(NodeConfig("n1", peers=peers), SoftwareClock(), random.Random(4), 0.0)
+    node.handle_timer(0.0)                                   # startup MASTERREQ
+    node.handle_message(Message(MsgType.MASTERACK, 1, master), ("10.0.0.2", 525), 0.01)
+    assert node.state is State.FOLLOWER and node.master == master
+    return node
+
+
+def test_passive_and_handle_passive_match_handle_message():
+    # The simulator's held heartbeats (sim/engine.py) rely on this contract.
+    hb = [Message(MsgType.HEARTBEAT, 10 + i, "n2") for i in range(4)]
+    a, b = _follower_of("n2"), _follower_of("n2")
+    assert all(a.passive(m) for m in hb)
+    assert not a.passive(Message(MsgType.HEARTBEAT, 9, "n3"))            # not our master
+    assert not a.passive(Message(MsgType.PROBE, 9, "n2", t1_ns=1))         # answered
+    before = a.next_deadline()
+    for i, m in enumerate(hb):
+        assert a.handle_message(m, ("10.0.0.2", 525), 0.2 + 0.2 * i) == []
+    b.handle_passive(hb[-1], 0.2 + 0.2 * 3, count=len(hb))
+    assert a.next_deadline() == b.next_deadline() > before
+    assert a.counters == b.counters and a.election.last_from_master == b.election.last_from_master
+    with pytest.raises(ValueError, match="not passive"):
+        b.handle_passive(Message(MsgType.HEARTBEAT, 20, "n3"), 1.0)
+    assert b.counters == a.counters                                        # refused: nothing changed

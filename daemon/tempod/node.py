@@ -250,6 +250,16 @@ class Node:
         el = self.election
         return msg.type is _HEARTBEAT and el.state is State.FOLLOWER and el.master == msg.name
 
+    def handle_passive(self, msg: Message, now: float, count: int = 1) -> None:
+        """Handle a run of ``count`` passive messages received with nothing in between,
+        the last one ``msg`` at hardware time ``now``: the same as ``handle_message`` for
+        each in turn (each only overwrites the master-loss deadline, so the last one
+        decides it), in one call.  The simulator hands over held heartbeats this way."""
+        if not self.passive(msg):
+            raise ValueError(f"{msg.type.name} from {msg.name} is not passive in state {self.state.value}")
+        self.counters["rx"] += count
+        self.election.heard_master(now)
+
     def handle_message(self, msg: Message, src: tuple[str, int], now: float,
                        rx_hw: float | None = None) -> list[Action]:
         """Handle one authenticated message at hardware time ``now``.
