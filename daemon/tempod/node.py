@@ -28,7 +28,11 @@ Heartbeat (master side), independent of rounds: while LEADER or CONFLICT the mas
 sends HEARTBEAT (a header-only TSP message, authenticated like every other) to each
 follower every ``heartbeat_interval_s``, the first one as soon as it leads.  A
 follower treats it like any message of its master's rounds: it refreshes the
-master-loss timer (``Election.heard_master``).  Nothing answers a heartbeat.
+master-loss timer (``Election.heard_master``).  Nothing answers a heartbeat.  One
+fan-out is one message with one sequence number (a multicast done as unicasts, like
+``Broadcast``): nothing ACKs or de-duplicates a heartbeat, and a number per follower
+made a 1,000-node master use up its u16 sequence space every ~12 s, inside the 30 s
+in which a follower's duplicate filter remembers the number of an ADJTIME.
 
 SETTIME carries two things: ``time_ns`` = ``master clk at send + average + rtt/2`` (the
 absolute target at receipt, TSP's meaning, what tshark shows) and ``data.corr_ns`` =
@@ -230,9 +234,8 @@ class Node:
     def _heartbeat(self, now: float, out: list[Action]) -> None:
         # No catching up after a stall (a paused master): the next one is an interval on.
         self.next_heartbeat_at = now + self.cfg.heartbeat_interval_s
-        name, seq = self.name, self.seq
-        for f in self.followers:
-            out.append(Send(f, Message(_HEARTBEAT, seq.next(), name)))
+        msg = Message(_HEARTBEAT, self.seq.next(), self.name)   # one number per fan-out
+        out.extend([Send(f, msg) for f in self.followers])
 
     def passive(self, msg: Message) -> bool:
         """True if ``handle_message(msg, ...)`` would now return no actions and change
