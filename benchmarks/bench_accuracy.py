@@ -1,8 +1,8 @@
 """Accuracy in the lab (issue #6): `.venv/bin/python benchmarks/bench_accuracy.py` (root).
 
 Brings up its own lab (`acc`, 10.81.0.0/24, 5 nodes; a fresh one for each suite),
-measures the one-way delay between two namespaces, runs the suites `experiments/suites/accuracy.yaml` (100 ppm,
-default timers) and `experiments/suites/stress.yaml` (drift up to 10 %, 10 s rounds)
+measures the one-way delay between two namespaces, runs the suites `experiments/tempolab/suites/accuracy.yaml` (100 ppm,
+default timers) and `experiments/tempolab/suites/stress.yaml` (drift up to 10 %, 10 s rounds)
 through the real runner (`tempo run`, which deploys with Ansible), analyses each run
 folder (`tempo report`) and prints from its `summary.json`: post-sync skew p50 / p95 /
 p99 / max, between-round max skew, unsynchronized samples, the observer's own error
@@ -75,8 +75,8 @@ from tempolab.analysis.tables import annotate_sweeps, samples_table, superseded_
 
 BIN = Path(sys.executable).parent
 LAB, SUBNET, NODES = "acc", "10.81.0.0/24", 5
-SUITES = {"accuracy": REPO / "experiments/suites/accuracy.yaml",
-          "stress": REPO / "experiments/suites/stress.yaml"}
+SUITES = {"accuracy": REPO / "experiments/tempolab/suites/accuracy.yaml",
+          "stress": REPO / "experiments/tempolab/suites/stress.yaml"}
 FILTER_BOUND_S = 100e-6  # observer samples with a larger error bound are left out of the filtered view
 RATIO_BAR = 3.0        # post-sync skew p99 / one-way delay (issue #6)
 STRESS_BAR_S = 1e-3    # post-sync and between-round max skew under stress (issue #6)

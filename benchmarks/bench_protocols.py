@@ -1,6 +1,6 @@
 """Berkeley vs Cristian vs NTP (stock chronyd) in one run: `.venv/bin/python benchmarks/bench_protocols.py` (root).
 
-Runs the suite `experiments/suites/protocols.yaml` (5 nodes, drift up to 200 ppm, seed 7,
+Runs the suite `experiments/tempolab/suites/protocols.yaml` (5 nodes, drift up to 200 ppm, seed 7,
 SIGKILL of the master / time server / NTP server, restarted 15 s later; the three
 protocols in turn on the same nodes, drift profiles and kill time) on its own lab
 (`pbench`, 10.87.0.0/24) through the real runner, or analyses a run folder given with

@@ -114,7 +114,7 @@ def smoke(vm: VmLab, a, mode: str, max_ppm: float | None, extra: list[str]) -> N
     """One smoke run on the guests in ``mode``; prints skew against the one-way delay and CPU."""
     import yaml
 
-    suite = yaml.safe_load((REPO / "experiments" / "suites" / "smoke.yaml").read_text())
+    suite = yaml.safe_load((REPO / "experiments" / "tempolab" / "suites" / "smoke.yaml").read_text())
     suite["healthy_timeout_s"] = 180
     if max_ppm is not None:
         suite["drift"]["max_ppm"] = max_ppm

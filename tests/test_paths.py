@@ -81,3 +81,47 @@ def test_installed_style_cwd_gets_the_results(tmp_path):
     out = list((work / "results").glob("compare-protocols-*/protocols.md"))
     assert len(out) == 1, p.stdout
     assert not (site / "results").exists() and not (tmp_path / "results").exists()
+
+
+def _install_like_the_wheel(site: Path) -> None:
+    """Copy into `site` what pyproject's packages.find and package-data put in the wheel
+    (the venv has no `wheel` to build one): each found package's modules and its data globs."""
+    import tomllib
+
+    from setuptools import find_packages
+    cfg = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    find, data = cfg["packages"]["find"], cfg.get("package-data", {})
+    for where in find["where"]:
+        for pkg in find_packages(REPO / where, include=find["include"], exclude=find.get("exclude", ())):
+            src = REPO / where / pkg.replace(".", "/")
+            dst = site / pkg.replace(".", "/")
+            dst.mkdir(parents=True, exist_ok=True)
+            for f in src.glob("*.py"):
+                shutil.copy2(f, dst / f.name)
+            for pattern in data.get(pkg, ()):
+                for f in src.glob(pattern):
+                    (dst / f.relative_to(src)).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(f, dst / f.relative_to(src))
+
+
+def test_installed_package_has_the_built_in_suites(tmp_path):
+    """An installed tempo finds its built-in suites (the suite loader used to look in
+    the checkout's experiments/suites/, which is not package data, so a wheel had none)."""
+    site = tmp_path / "site-packages"
+    _install_like_the_wheel(site)
+    assert not (site / "tempolab" / "testing").exists()  # excluded from the wheel
+    checkout = sorted(p.stem for p in (REPO / "experiments/tempolab/suites").glob("*.yaml"))
+    assert len(checkout) >= 10
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != ENV_HOME}
+    env["PYTHONPATH"] = str(site)
+    code = ("import tempolab; from tempolab.runner.suite import builtin_suites, load_suite\n"
+            "names = builtin_suites(); [load_suite(n) for n in names]\n"
+            "print(tempolab.__file__); print(' '.join(names))")
+    p = subprocess.run([sys.executable, "-c", code], cwd=work, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    where, names = p.stdout.splitlines()
+    assert Path(where).is_relative_to(site)
+    assert names.split() == checkout

@@ -61,7 +61,7 @@ def test_three_vms_run_the_smoke_suite_in_kernel_mode_and_leave_nothing(tmp_path
     try:
         # the smoke suite as is, in kernel clock mode, with a health wait sized for TCG
         # guests on a shared machine (a restart over SSH alone took 30-45 s at load 20 here)
-        suite = yaml.safe_load((REPO / "experiments" / "suites" / "smoke.yaml").read_text())
+        suite = yaml.safe_load((REPO / "experiments" / "tempolab" / "suites" / "smoke.yaml").read_text())
         suite["healthy_timeout_s"] = 180
         suite_file = tmp_path / "smoke.yaml"
         suite_file.write_text(yaml.safe_dump(suite))

@@ -1,6 +1,6 @@
 """The asymmetry suite's analysis: offset bias against the delay asymmetry, and theory.
 
-Owns one question (experiments/suites/asymmetry.yaml): a two-way offset estimate
+Owns one question (experiments/tempolab/suites/asymmetry.yaml): a two-way offset estimate
 assumes equal delays both ways, so with ``d_out`` (master -> follower) and ``d_back``
 (follower -> master) it is wrong by ``(d_out - d_back) / 2``. Berkeley makes the
 *estimates* agree, so at equilibrium each follower sits at

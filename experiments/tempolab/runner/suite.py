@@ -35,7 +35,8 @@ from ..lab.plan import DEFAULT_NAME
 # default; the bound is the daemon's, not a second number kept here.
 MAX_DRIFT_PPM = NodeConfig.__dataclass_fields__["freq_max_ppm"].default
 
-SUITES_DIR = Path(__file__).resolve().parents[2] / "suites"
+# package data (pyproject ships tempolab/suites/*.yaml), so an installed tempo has them too
+SUITES_DIR = Path(__file__).resolve().parents[1] / "suites"
 
 FAULT_KINDS = ("kill", "stop", "restart", "partition", "loss", "delay", "jitter", "asym_delay",
                "netem_loss")
