@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Longer fuzz of the config and suite decoders than the test suite runs; prints counts.
 
-Runs the properties of tests/test_hardening_fuzz.py (same strategies and checks) with
+Runs the properties of tests/test_hardening_fuzz.py (same strategies and checks, from
+tempolab.testing.fuzz) with
 ``--examples`` inputs each and prints, per decoder and input layer, how many inputs
 were accepted, how many rejected with the decoder's own error, the rate, and the first
 input that raised anything else (exit 1 then).
@@ -18,16 +19,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+import yaml
+from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
-import yaml  # noqa: E402
-from hypothesis import HealthCheck, Phase, given, settings, strategies as st  # noqa: E402
-
-import test_hardening_fuzz as fz  # noqa: E402
-from tempod import config as tconfig  # noqa: E402
-from tempolab.errors import ConfigError as SuiteError  # noqa: E402
-from tempolab.runner import suite as tsuite  # noqa: E402
+from tempod import config as tconfig
+from tempolab.errors import ConfigError as SuiteError
+from tempolab.runner import suite as tsuite
+from tempolab.testing import fuzz as fz
 
 
 def run(name: str, strategy, decode, own_error, n: int, counts: Counter, failures: dict) -> float:

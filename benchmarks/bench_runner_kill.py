@@ -6,7 +6,7 @@ the end unless ``--keep``), run a short suite with a partition and a pause (SIGS
 follower) ``--kills`` times; each time send SIGKILL (every ``--sigint-every``-th time
 SIGINT) to the ``tempo run`` process at a random moment drawn from ``--seed``: mostly
 0-8 s after the first fault went in, sometimes 3-15 s after launch. After each kill and
-the dead-man margin, check (tests/killkit.py): every JSON-lines file parses except at
+the dead-man margin, check (tempolab.testing.killkit): every JSON-lines file parses except at
 most a torn last line, no stream has fewer records than were on disk just before the
 kill, no ``inet tempo_fault`` table on any node, no daemon stopped, every daemon running.
 Prints one row per kill and exits 1 if any kill failed a check.
@@ -24,14 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # the lab helpers shared with the lab tests
+from rich.console import Console
+from rich.table import Table
 
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from killkit import KillResult, kill_once, write_suite  # noqa: E402
-from labkit import deployed_lab, lab_suite, wait_one_master  # noqa: E402
+from tempolab.testing.killkit import KillResult, kill_once, write_suite
+from tempolab.testing.labkit import deployed_lab, lab_suite, wait_one_master
 
 FAULTS = [{"kind": "partition", "at_s": [0.5, 1.5], "duration_s": 6},
           {"kind": "stop", "at_s": [1.0, 2.0], "duration_s": 5, "targets": "random_follower"}]

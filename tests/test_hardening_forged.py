@@ -29,7 +29,7 @@ import pytest
 from tempod import auth, wire
 from tempod.wire import Message, MsgType
 
-from labkit import deployed_lab, events, node_dir, ntp_offset, statuses, wait_one_master
+from tempolab.testing.labkit import deployed_lab, events, node_dir, ntp_offset, statuses, wait_one_master
 
 pytestmark = pytest.mark.lab
 

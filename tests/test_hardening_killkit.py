@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from killkit import check_jsonl, record_counts
+from tempolab.testing.killkit import check_jsonl, record_counts
 from tempolab.runschema import read_jsonl
 from tempolab.runner.runfolder import RunFolder
 

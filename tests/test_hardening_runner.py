@@ -20,8 +20,8 @@ from tempolab.runner.hosts import load_hosts
 from tempolab.runner.sshpool import SshPool
 from tempolab.runner.suite import FaultSpec
 
-from killkit import kill_once, write_suite
-from labkit import deployed_lab, lab_suite, nft_tables, node_dir, stopped_daemons, wait_one_master
+from tempolab.testing.killkit import kill_once, write_suite
+from tempolab.testing.labkit import deployed_lab, lab_suite, nft_tables, node_dir, stopped_daemons, wait_one_master
 
 pytestmark = pytest.mark.lab
 
@@ -155,7 +155,7 @@ def test_cleanup_cli_removes_faults_and_cancels_pending_watchdogs(lab):
 def test_watchdog_restarts_a_killed_daemon(lab):
     """A kill fault's revert is a service start: the watchdog brings the daemon back,
     with its hardware clock recomputed by tempod-launch, and it rejoins the group."""
-    from labkit import running_daemons
+    from tempolab.testing.labkit import running_daemons
 
     master, _ = wait_one_master(lab)
     hosts = load_hosts(lab.inventory_path)

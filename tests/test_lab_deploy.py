@@ -30,7 +30,7 @@ import pytest
 
 from tempolab.lab import Lab
 
-import labkit
+from tempolab.testing import labkit
 from test_lab_system import leftovers
 
 pytestmark = pytest.mark.lab

@@ -16,7 +16,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
-import labkit
+from tempolab.testing import labkit
 from tempolab.errors import EnvironmentProblem
 from tempolab.lab import Lab, host
 

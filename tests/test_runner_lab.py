@@ -22,7 +22,7 @@ from tempolab.runner.driver import Runner, RunOptions
 from tempolab.runner.runfolder import RunFolder
 from tempolab.runner.suite import parse_suite
 
-from labkit import default_sigint
+from tempolab.testing.labkit import default_sigint
 
 pytestmark = pytest.mark.lab
 

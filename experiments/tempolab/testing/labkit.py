@@ -1,4 +1,5 @@
-"""Helpers shared by the lab tests and benchmarks that need a deployed lab.
+"""Helpers shared by the lab tests and benchmarks that need a deployed lab (tests/ and
+benchmarks/ import it from here; neither puts the other on sys.path).
 
 Owns: bringing a lab up and deploying it with the real playbook through the runner's
 own ``deploy_vars`` / ``run_playbook`` (so tests deploy exactly as ``tempo run`` does),
@@ -25,7 +26,6 @@ from tempolab.lab import Lab
 from tempolab.runner.deploy import deploy_vars, run_playbook
 from tempolab.runner.suite import Suite, parse_suite
 
-REPO = Path(__file__).resolve().parents[1]
 # short timers keep lab tests to a few minutes: rounds 1.5 s, elections 2-4 s
 FAST_TIMERS = {"round_interval_s": 1.5, "election_timeout_min_s": 2.0, "election_timeout_max_s": 4.0,
                "probe_timeout_s": 0.1}

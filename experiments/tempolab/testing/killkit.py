@@ -26,11 +26,9 @@ from pathlib import Path
 import yaml
 
 from tempolab.lab import Lab
+from tempolab.paths import project_paths
 from tempolab.runner import faults
-
-from labkit import default_sigint, nft_tables, running_daemons, stopped_daemons
-
-REPO = Path(__file__).resolve().parents[1]
+from tempolab.testing.labkit import default_sigint, nft_tables, running_daemons, stopped_daemons
 
 
 @dataclass
@@ -132,7 +130,7 @@ def kill_once(n: int, lab: Lab, suite_path: Path, out: Path, *, sig: signal.Sign
            "--subnet", lab.subnet, "--out", str(out), "--no-deploy"]
     log = open(out / f"kill{n}.log", "w")
     t_launch = time.time()
-    proc = subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=log,
+    proc = subprocess.Popen(cmd, cwd=project_paths().root, env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True,
                             preexec_fn=default_sigint)
     notes: list[str] = []
