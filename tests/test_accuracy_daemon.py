@@ -9,7 +9,6 @@ and the scheduling wait before a datagram is read counted as network delay.
 
 from __future__ import annotations
 
-import heapq
 import random
 import socket
 import struct
@@ -17,7 +16,7 @@ import struct
 import pytest
 
 from tempod import ntp
-from tempod.actions import Broadcast, Log, Send
+from tempod.actions import Send
 from tempod.discipline import HOLD, SoftwareClock
 from tempod.election import State
 from tempod.node import NS, Node
@@ -25,72 +24,7 @@ from tempod.nodeconfig import NodeConfig, Peer
 from tempod.runtime import SO_TIMESTAMPNS, KernelStamps
 from tempod.wire import Message, MsgType
 from tempolab.runner import ntpwire
-
-
-class Lab:
-    """Nodes n1..nN on the real core: hw_i(t) = offset_i + (1 + rate_i) t; per-message
-    one-way delay from ``delay(src, dst, msg)`` (seconds of true time)."""
-
-    def __init__(self, offsets: list[float], rates_ppm: list[float], delay, **cfg) -> None:
-        names = [f"n{i + 1}" for i in range(len(offsets))]
-        peers = [Peer(n, f"10.0.0.{i + 1}") for i, n in enumerate(names)]
-        self.off = dict(zip(names, offsets))
-        self.rate = {n: r * 1e-6 for n, r in zip(names, rates_ppm)}
-        self.delay = delay
-        self.t = 0.0
-        self.q: list = []
-        self.k = 0
-        self.logs: list[tuple[str, Log]] = []
-        rng = random.Random(7)
-        self.nodes = {}
-        for i, n in enumerate(names):
-            c = NodeConfig(n, peers=tuple(peers[:i] + peers[i + 1:]), **cfg)
-            self.nodes[n] = Node(c, SoftwareClock(), random.Random(rng.random()), self.hw(n))
-
-    def hw(self, n: str) -> float:
-        return self.off[n] + (1.0 + self.rate[n]) * self.t
-
-    def t_of(self, n: str, hw: float) -> float:
-        return (hw - self.off[n]) / (1.0 + self.rate[n])
-
-    def clk(self, n: str) -> float:
-        return self.nodes[n].clock.corrected(self.hw(n))
-
-    def _emit(self, src: str, acts) -> None:
-        for a in acts:
-            if isinstance(a, Log):
-                self.logs.append((src, a))
-            elif isinstance(a, Send):
-                self._push(src, a.to, a.msg)
-            elif isinstance(a, Broadcast):
-                for p in self.nodes:
-                    if p != src:
-                        self._push(src, p, a.msg)
-
-    def _push(self, src: str, dst: str, msg: Message) -> None:
-        self.k += 1
-        heapq.heappush(self.q, (self.t + self.delay(src, dst, msg), self.k, dst, msg))
-
-    def run_until(self, t_end: float) -> None:
-        while True:
-            timers = [(self.t_of(n, node.next_deadline()), n) for n, node in self.nodes.items()
-                      if node.next_deadline() is not None]
-            nt = min(timers) if timers else (float("inf"), "")
-            nq = self.q[0][0] if self.q else float("inf")
-            if min(nt[0], nq) > t_end:
-                self.t = t_end
-                return
-            if nq <= nt[0]:
-                self.t, _, dst, msg = heapq.heappop(self.q)
-                self._emit(dst, self.nodes[dst].handle_message(msg, ("10.0.0.9", 525), self.hw(dst)))
-            else:
-                self.t = max(self.t, nt[0])
-                node = self.nodes[nt[1]]
-                self._emit(nt[1], node.handle_timer(max(self.hw(nt[1]), node.next_deadline())))
-
-    def master(self) -> str:
-        (m,) = [n for n, x in self.nodes.items() if x.state is State.LEADER]
-        return m
+from tempolab.testing.cluster import Cluster
 
 
 # --- 1. a late SETTIME must not land off, nor teach the frequency loop ------------------
@@ -102,7 +36,7 @@ def late_settime(src: str, dst: str, msg: Message) -> float:
 
 
 def test_late_settime_lands_on_target_and_teaches_no_bogus_frequency() -> None:
-    lab = Lab([0.0, 0.3, -0.2], [0.0, 0.0, 0.0], late_settime, round_interval_s=2.0,
+    lab = Cluster([0.0, 0.3, -0.2], [0.0, 0.0, 0.0], late_settime, seed=7, round_interval_s=2.0,
               election_timeout_min_s=1.0, election_timeout_max_s=2.0)
     lab.run_until(40.0)
     m = lab.master()
@@ -113,7 +47,7 @@ def test_late_settime_lands_on_target_and_teaches_no_bogus_frequency() -> None:
 
 
 def test_settime_carries_the_correction_relative_to_the_followers_clock() -> None:
-    lab = Lab([0.0, 0.3], [0.0, 0.0], late_settime, round_interval_s=2.0,
+    lab = Cluster([0.0, 0.3], [0.0, 0.0], late_settime, seed=7, round_interval_s=2.0,
               election_timeout_min_s=1.0, election_timeout_max_s=2.0)
     sent: list[Message] = []
     inner = lab.delay
@@ -180,14 +114,14 @@ def test_bad_bound_is_rejected() -> None:
 # --- 2. a (re)started follower is unsynchronized until its first correction -----------
 
 def test_restarted_follower_reports_unsynchronized_until_its_first_correction() -> None:
-    lab = Lab([0.0, 0.0, 0.0], [0.0, 0.0, 0.0], lambda s, d, m: 5e-5, round_interval_s=2.0,
+    lab = Cluster([0.0, 0.0, 0.0], [0.0, 0.0, 0.0], lambda s, d, m: 5e-5, seed=7, round_interval_s=2.0,
               election_timeout_min_s=1.0, election_timeout_max_s=2.0)
     lab.run_until(15.0)
     m = lab.master()
     f = next(n for n in lab.nodes if n != m)
     assert lab.nodes[f].clock_synced
     # restart f: a fresh Node on a hardware clock that drifted 0.4 s meanwhile
-    lab.off[f] += 0.4
+    lab.shift_hw(f, 0.4)
     cfg = lab.nodes[f].cfg
     lab.nodes[f] = Node(cfg, SoftwareClock(), random.Random(3), lab.hw(f))
     seen_follower_unsynced = False

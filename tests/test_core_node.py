@@ -1,94 +1,23 @@
 """Node glue: rounds, ACK/retransmit, duplicates, purge, status schema, control messages.
 
-A tiny in-memory cluster wires several real ``Node`` cores together with a fixed
-one-way delay and perfect clocks offset by known amounts (``SoftwareClock`` on a shared
-true time), so each test can assert exactly what every node saw.
+The in-memory cluster (``tempolab.testing.cluster``) wires several real ``Node`` cores
+together with a fixed one-way delay and perfect clocks offset by known amounts, so each
+test can assert exactly what every node saw.
 """
 
 from __future__ import annotations
 
-import heapq
 import random
 
 import pytest
 
-from tempod.actions import Broadcast, Log, Reply, Send
+from tempod.actions import Broadcast, Reply
 from tempod.discipline import SoftwareClock
 from tempod.election import State
 from tempod.node import Node
 from tempod.nodeconfig import NodeConfig, Peer
 from tempod.wire import Message, MsgType
-
-
-class Cluster:
-    """Nodes n1..nN; hw_i(t) = t + offset_i; delay d each way; `drop(src, dst, type)` filter."""
-
-    def __init__(self, offsets: list[float], delay: float = 0.001, seed: int = 1, **cfg):
-        names = [f"n{i + 1}" for i in range(len(offsets))]
-        peers = [Peer(n, f"10.0.0.{i + 1}") for i, n in enumerate(names)]
-        self.offsets = dict(zip(names, offsets))
-        self.delay = delay
-        self.t = 0.0
-        self.q: list = []
-        self.k = 0
-        self.logs: list[tuple[float, str, Log]] = []
-        self.drop = lambda src, dst, msg: False
-        self.down: set[str] = set()
-        self.nodes: dict[str, Node] = {}
-        rng = random.Random(seed)
-        for i, n in enumerate(names):
-            c = NodeConfig(n, peers=tuple(peers[:i] + peers[i + 1:]), **cfg)
-            self.nodes[n] = Node(c, SoftwareClock(), random.Random(rng.random()), self.hw(n))
-
-    def hw(self, n: str) -> float:
-        return self.t + self.offsets[n]
-
-    def clk(self, n: str) -> float:
-        return self.nodes[n].clock.corrected(self.hw(n))
-
-    def _emit(self, src: str, acts) -> None:
-        for a in acts:
-            if isinstance(a, Log):
-                self.logs.append((self.t, src, a))
-            elif isinstance(a, Send):
-                self._push(src, a.to, a.msg)
-            elif isinstance(a, Broadcast):
-                for p in self.nodes:
-                    if p != src:
-                        self._push(src, p, a.msg)
-
-    def _push(self, src, dst, msg) -> None:
-        if self.drop(src, dst, msg):
-            return
-        self.k += 1
-        heapq.heappush(self.q, (self.t + self.delay, self.k, dst, msg))
-
-    def run_until(self, t_end: float) -> None:
-        while True:
-            timers = [(n.next_deadline() - self.offsets[name], name) for name, n in self.nodes.items()
-                      if n.next_deadline() is not None and name not in self.down]
-            nt = min(timers) if timers else (float("inf"), "")
-            nq = self.q[0][0] if self.q else float("inf")
-            if min(nt[0], nq) > t_end:
-                self.t = t_end
-                return
-            if nq <= nt[0]:
-                self.t, _, dst, msg = heapq.heappop(self.q)
-                if dst not in self.down:
-                    self._emit(dst, self.nodes[dst].handle_message(msg, ("10.0.0.9", 525), self.hw(dst)))
-            else:
-                self.t = max(self.t, nt[0])
-                name = nt[1]
-                node = self.nodes[name]
-                self._emit(name, node.handle_timer(max(self.hw(name), node.next_deadline())))
-
-    def events(self, ev: str, node: str | None = None) -> list[dict]:
-        return [l.fields for _, n, l in self.logs if l.event == ev and (node is None or n == node)]
-
-    def master(self) -> str:
-        leaders = [n for n, x in self.nodes.items() if x.state is State.LEADER and n not in self.down]
-        assert len(leaders) == 1, leaders
-        return leaders[0]
+from tempolab.testing.cluster import Cluster
 
 
 def test_cluster_elects_one_master_and_synchronizes():
