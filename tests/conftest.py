@@ -3,6 +3,16 @@
 Tests marked ``@pytest.mark.lab`` need root, network namespaces and the lab's tools.
 Elsewhere they skip with the reason; with ``TEMPO_REQUIRE_LAB=1`` (set by CI) a
 missing prerequisite is a failure instead, so CI cannot pass by skipping them.
+
+Every test is in exactly one tier, as chrony's tests are (unit / simulation / system),
+selectable with ``-m unit``, ``-m sim`` or ``-m system``:
+
+- ``system``: marked ``lab`` (real namespaces or VMs, real daemons, Ansible, the runner);
+  the tier is added here, from that marker.
+- ``sim``: several real daemon cores on simulated clocks and network (``tempod.sim`` or
+  ``tempolab.testing.cluster``); marked ``sim`` in the test module.
+- ``unit``: everything else (one module, property tests, local processes, fake clusters);
+  added here to any test with neither marker.
 """
 
 from __future__ import annotations
@@ -33,6 +43,17 @@ def vm_unavailable_reason() -> str | None:
     if missing:
         return "missing VM tools: " + ", ".join(missing) + " (run scripts/bootstrap-vm.sh)"
     return None
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        lab, sim = item.get_closest_marker("lab"), item.get_closest_marker("sim")
+        if lab is not None and sim is not None:
+            raise pytest.UsageError(f"{item.nodeid}: marked both lab and sim; a test has one tier")
+        if lab is not None:
+            item.add_marker(pytest.mark.system)
+        elif sim is None:
+            item.add_marker(pytest.mark.unit)
 
 
 def pytest_runtest_setup(item):

@@ -35,6 +35,7 @@ def late_settime(src: str, dst: str, msg: Message) -> float:
     return 0.014 + 5e-5 if msg.type is MsgType.SETTIME else 5e-5
 
 
+@pytest.mark.sim
 def test_late_settime_lands_on_target_and_teaches_no_bogus_frequency() -> None:
     lab = Cluster([0.0, 0.3, -0.2], [0.0, 0.0, 0.0], late_settime, seed=7, round_interval_s=2.0,
               election_timeout_min_s=1.0, election_timeout_max_s=2.0)
@@ -46,6 +47,7 @@ def test_late_settime_lands_on_target_and_teaches_no_bogus_frequency() -> None:
         assert abs(lab.clk(n) - lab.clk(m)) < 100e-6, (n, lab.clk(n) - lab.clk(m))
 
 
+@pytest.mark.sim
 def test_settime_carries_the_correction_relative_to_the_followers_clock() -> None:
     lab = Cluster([0.0, 0.3], [0.0, 0.0], late_settime, seed=7, round_interval_s=2.0,
               election_timeout_min_s=1.0, election_timeout_max_s=2.0)
@@ -113,6 +115,7 @@ def test_bad_bound_is_rejected() -> None:
 
 # --- 2. a (re)started follower is unsynchronized until its first correction -----------
 
+@pytest.mark.sim
 def test_restarted_follower_reports_unsynchronized_until_its_first_correction() -> None:
     lab = Cluster([0.0, 0.0, 0.0], [0.0, 0.0, 0.0], lambda s, d, m: 5e-5, seed=7, round_interval_s=2.0,
               election_timeout_min_s=1.0, election_timeout_max_s=2.0)

@@ -183,6 +183,7 @@ def _sim(**kw) -> dict:
     return run(SimConfig(**{**base, **kw}))
 
 
+@pytest.mark.sim
 def test_sim_cristian_keeps_clients_with_the_server_and_never_runs_backwards():
     r = _sim()
     inv = r["invariants"]
@@ -195,6 +196,7 @@ def test_sim_cristian_keeps_clients_with_the_server_and_never_runs_backwards():
     assert r["config"]["protocol"] == "cristian"
 
 
+@pytest.mark.sim
 def test_sim_cristian_dead_server_is_no_violation_and_nobody_takes_over():
     r = _sim(faults=("kill-master",))
     assert r["ok"], r["invariants"]
@@ -202,12 +204,14 @@ def test_sim_cristian_dead_server_is_no_violation_and_nobody_takes_over():
     assert fo["old_master"] == "n1" and fo["new_master"] is None
 
 
+@pytest.mark.sim
 def test_sim_cristian_is_deterministic_per_seed():
     a, b = _sim(faults=("kill-master",)), _sim(faults=("kill-master",))
     a.pop("perf"), b.pop("perf")
     assert a == b
 
 
+@pytest.mark.sim
 def test_sim_berkeley_still_reports_a_stuck_cluster():
     # the exemption is Cristian's alone: the Berkeley simulator still elects after a kill
     r = run(SimConfig(nodes=5, duration_s=120.0, seed=3, drift_ppm=200.0, round_interval_s=2.0,

@@ -19,6 +19,8 @@ from tempod.nodeconfig import NodeConfig, Peer
 from tempod.wire import Message, MsgType
 from tempolab.testing.cluster import Cluster
 
+pytestmark = pytest.mark.sim  # tier: real cores on the simulator / the in-memory cluster
+
 
 def test_cluster_elects_one_master_and_synchronizes():
     c = Cluster([0.0, 0.004, -0.003, 0.001])   # < 5 ms: slewed away within one 10 s round

@@ -10,6 +10,8 @@ import pytest
 from tempod.election import State
 from tempod.sim import SimConfig, Simulation, run
 
+pytestmark = pytest.mark.sim  # tier: real cores on the simulator / the in-memory cluster
+
 MIXES = [("kill-master",), ("pause-master",), ("partition",), ("loss",),
          ("kill-master", "pause-master", "partition", "loss"), ("partition", "kill-master"),
          ("pause-master", "partition")]
