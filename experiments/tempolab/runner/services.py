@@ -66,6 +66,7 @@ class Services:
         self.cpu.trial = k
 
     def set_nodes(self, nodes: list[NodeRef]) -> None:
+        """The node set changed (a provider resized the cluster)."""
         self.observer.set_nodes(nodes)
         self.cpu.nodes = [n.name for n in nodes]
 
