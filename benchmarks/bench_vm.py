@@ -34,6 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "experiments"))
 
+from tempolab.runner.suite import SUITES_DIR, load_suite  # noqa: E402
 from tempolab.vm import box as boxmod  # noqa: E402
 from tempolab.vm.lab import VmLab  # noqa: E402
 
@@ -114,8 +115,12 @@ def smoke(vm: VmLab, a, mode: str, max_ppm: float | None, extra: list[str]) -> N
     """One smoke run on the guests in ``mode``; prints skew against the one-way delay and CPU."""
     import yaml
 
-    suite = yaml.safe_load((REPO / "experiments" / "tempolab" / "suites" / "smoke.yaml").read_text())
+    suite = yaml.safe_load((SUITES_DIR / "smoke.yaml").read_text())
     suite["healthy_timeout_s"] = 180
+    # the VM suites' heartbeat timers (TCG guests stall for up to about a second under load)
+    vm_daemon = load_suite("vm-leader-kill").daemon
+    suite["daemon"].update({k: vm_daemon[k] for k in
+                            ("heartbeat_interval_s", "master_timeout_min_s", "master_timeout_max_s")})
     if max_ppm is not None:
         suite["drift"]["max_ppm"] = max_ppm
     with tempfile.TemporaryDirectory() as out:

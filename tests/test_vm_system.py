@@ -32,6 +32,7 @@ import yaml
 from kclockkit import check_kernel_run, check_netem_on_guests
 from tempolab.providers import netns
 from tempolab.runner.faults import NodeRef
+from tempolab.runner.suite import SUITES_DIR, load_suite
 from tempolab.vm import daemons
 from tempolab.vm.lab import VmLab
 
@@ -61,8 +62,14 @@ def test_three_vms_run_the_smoke_suite_in_kernel_mode_and_leave_nothing(tmp_path
     try:
         # the smoke suite as is, in kernel clock mode, with a health wait sized for TCG
         # guests on a shared machine (a restart over SSH alone took 30-45 s at load 20 here)
-        suite = yaml.safe_load((REPO / "experiments" / "tempolab" / "suites" / "smoke.yaml").read_text())
+        suite = yaml.safe_load((SUITES_DIR / "smoke.yaml").read_text())
         suite["healthy_timeout_s"] = 180
+        # and the heartbeat timers of the VM suites (suites/vm-leader-kill.yaml): TCG guests
+        # stall for up to about a second under load, so the lab's 0.6-1.2 s master timeout
+        # started false elections here (a run at load 12 ended with two masters)
+        vm_daemon = load_suite("vm-leader-kill").daemon
+        suite["daemon"].update({k: vm_daemon[k] for k in
+                                ("heartbeat_interval_s", "master_timeout_min_s", "master_timeout_max_s")})
         suite_file = tmp_path / "smoke.yaml"
         suite_file.write_text(yaml.safe_dump(suite))
         # no VM is up: the runner boots them, each qemu with its node's drift rate
