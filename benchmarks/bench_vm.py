@@ -11,7 +11,8 @@ Prints measured numbers (no targets asserted):
     with their qemu under libfaketime; each guest's requested and delivered rate), and once
     more in kernel mode with drifts up to ``--kernel-max-ppm``: skew p50/p99/max between
     guests over every observer sweep after warm-up (post-sync and between rounds), against
-    the guest-to-guest one-way delay (half the ICMP ping RTT measured between guests)
+    the guest-to-guest one-way delay (half the NTP round trip from one guest to the
+    others' responders, user space at both ends: an upper bound; the box has no ping)
   * CPU of the master and of a follower inside a guest (the run's cpu.jsonl)
 Tears the VMs down at the end (also on failure).  Root; several minutes under TCG.
 
@@ -64,12 +65,27 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
+# 20 NTP client requests from one guest to a peer's responder, timed with the guest's
+# perf_counter: the box has no ping, and this includes both ends' user space (an upper bound)
+_NTP_RTT_PY = """
+import socket, struct, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1.0)
+for _ in range(20):
+    t0 = time.perf_counter(); s.sendto(b"\\x23" + bytes(47), (sys.argv[1], 123))
+    try:
+        s.recvfrom(512); print("rtt", time.perf_counter() - t0)
+    except OSError:
+        pass
+    time.sleep(0.1)
+"""
+
+
 def guest_one_way_s(vm: VmLab, n: int) -> list[float]:
-    """Half the round trip of 20 pings from n1 to every other guest."""
+    """Half the NTP round trip from n1 to every other guest's responder (20 each)."""
     out = []
     for k in range(2, n + 1):
-        r = vm.ssh(1, f"ping -n -c 20 -i 0.2 {vm.address(k)}", timeout_s=60)
-        out += [float(x) / 2e3 for x in re.findall(r"time=([\d.]+) ms", r.stdout)]
+        r = vm.ssh(1, f"python3 -c '{_NTP_RTT_PY}' {vm.address(k)}", timeout_s=60)
+        out += [float(x) / 2 for x in re.findall(r"rtt ([\d.e-]+)", r.stdout)]
     return out
 
 
