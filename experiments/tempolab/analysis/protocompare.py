@@ -41,6 +41,7 @@ Definitions (per trial; the table gives the median over a protocol's trials):
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import re
@@ -57,6 +58,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from ..runschema import existing  # noqa: E402
 from .load import RunData, load_run  # noqa: E402
 
 PROTOCOL_ORDER = ("berkeley", "cristian", "ntp")
@@ -172,10 +174,12 @@ def _messages_per_node_min(run: RunData, v: TrialView) -> float | None:
     if v.protocol == "ntp":
         lines = 0
         for n in nodes:
-            p = run.path / "nodes" / n / "chrony" / "measurements.log"
+            # the committed example keeps chronyd's logs gzip-compressed (runschema.existing)
+            p = existing(run.path / "nodes" / n / "chrony" / "measurements.log")
             if not p.exists():
                 return None
-            for line in p.read_text(errors="replace").splitlines():
+            raw = gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
+            for line in raw.decode(errors="replace").splitlines():
                 m = _MEAS_LINE.match(line)
                 if not m:
                     continue
