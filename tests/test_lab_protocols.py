@@ -18,6 +18,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -63,7 +64,8 @@ def _read_offset(ns: str, port: int) -> float:
         "    best = m if best is None or m.rtt_s < best.rtt_s else best\n"
         "    time.sleep(0.05)\n"
         "print(best.offset_s)\n" % port)
-    out = subprocess.run(["ip", "netns", "exec", ns, str(REPO / ".venv" / "bin" / "python"), "-c", code],
+    # this interpreter (and its PYTHONPATH): a git worktree has no .venv of its own
+    out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code],
                          capture_output=True, text=True, timeout=30, cwd=REPO)
     assert out.returncode == 0, out.stderr
     return float(out.stdout.strip())
