@@ -119,6 +119,39 @@ def test_the_client_never_steps_backwards_and_learns_the_rate_on_later_polls():
     assert clk.corrected(now + 1e-6) >= before    # backwards corrections are slewed, never stepped
 
 
+def _burst_against(c: CristianNode, now: float, out: list, server_minus_client: float) -> tuple[float, list]:
+    """Answer the four probes of the open burst from a server ``server_minus_client`` s
+    ahead of the client's current clock (1 ms round trips): (hw time, last actions)."""
+    for _ in range(4):
+        (probe,) = _probes(out)
+        t1 = probe.t1_ns / NS
+        now += 0.001
+        t2 = t1 + 0.0005 + server_minus_client
+        out = c.handle_message(_reply(probe, t2, t2), ("10.0.0.115", 525), now)
+    return now, out
+
+
+def test_a_client_ahead_of_its_server_is_set_by_a_hold_and_then_slewed_and_synchronized():
+    """A client whose clock runs ahead of the server's: its first correction is backward
+    (a hold), every later one too. It must count as set after that first hold, so the
+    next ones go through adjust (slew, frequency loop) and it reports synchronized --
+    not hold for ever and stay UNSYNCED (a 5-node lab run's two fastest clients did)."""
+    c = _client()
+    now, out = _first_burst(c)
+    now, out = _burst_against(c, now, out, -0.05)
+    (adjust,) = [a for a in out if isinstance(a, Log) and a.event == "adjust"]
+    assert adjust.fields["applied"] == "hold" and c.clock_synced and c.synchronized(now)
+    seen = []
+    for _ in range(3):                     # later polls: 80 us ahead again each time
+        now = c.next_deadline()
+        out = c.handle_timer(now)
+        now, out = _burst_against(c, now, out, -80e-6)
+        (adjust,) = [a for a in out if isinstance(a, Log) and a.event == "adjust"]
+        seen.append(adjust.fields["applied"])
+        assert c.synchronized(now)
+    assert "hold" not in seen[1:], seen     # slewed once the first hold is absorbed
+
+
 def test_a_lost_reply_is_re_probed_after_the_probe_timeout_and_the_burst_ends_in_bound():
     c = _client()
     now, out = _first_burst(c)

@@ -48,3 +48,27 @@ def test_tempo_report_on_a_copy_reproduces_summary_json(tmp_path, folder):
     assert set(got.pop("figures")) == set(want.pop("figures"))
     assert json.loads(json.dumps(got)) == want
     assert (copy / "summary.json").exists() and (copy / "tables" / "round_summary.csv").exists()
+
+
+PROTO_EXAMPLE = REPO / "results" / "example-protocols"
+
+
+def test_compare_by_protocol_on_a_copy_reproduces_the_committed_comparison(tmp_path):
+    """results/example-protocols/compare-protocols/ is `tempo compare . --by-protocol`
+    over that folder: rebuilt from the raw records, every number is the same (the run
+    paths are the only difference: they name where it was built)."""
+    from tempolab.analysis.protocompare import build_protocol_compare
+
+    copy = tmp_path / PROTO_EXAMPLE.name
+    shutil.copytree(PROTO_EXAMPLE, copy)
+    shutil.rmtree(copy / "compare-protocols")
+    build_protocol_compare([copy], copy / "compare-protocols")
+    got = json.loads((copy / "compare-protocols" / "protocols.json").read_text())
+    want = json.loads((PROTO_EXAMPLE / "compare-protocols" / "protocols.json").read_text())
+    for d in (got, want):
+        d.pop("runs")
+        for t in d["trials"]:
+            t.pop("run")
+    assert got == want
+    size = sum(p.stat().st_size for p in PROTO_EXAMPLE.rglob("*") if p.is_file())
+    assert size < 3_000_000, f"results/example-protocols is {size / 1e6:.1f} MB"

@@ -1,6 +1,7 @@
 """The three protocols for real: stock chronyd's timestamp shim, and a short ``protocols``
 suite (Berkeley, Cristian, NTP in turn on lab ``proto``, 10.86.0.0/24) through the runner,
-then ``tempo compare --by-protocol`` over its run folder.
+then ``tempo compare --by-protocol`` over its run folder, and ``tempo run --cleanup`` on
+the chronyds the run leaves (one running, one SIGSTOPped, one SIGKILLed with its files).
 
 The shim test runs the Debian chronyd the chrony role unpacks (build/chrony, downloaded
 with ``apt-get download`` when missing) as a ``local stratum 1`` server on a faked clock
@@ -17,6 +18,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -62,7 +64,8 @@ def _read_offset(ns: str, port: int) -> float:
         "    best = m if best is None or m.rtt_s < best.rtt_s else best\n"
         "    time.sleep(0.05)\n"
         "print(best.offset_s)\n" % port)
-    out = subprocess.run(["ip", "netns", "exec", ns, str(REPO / ".venv" / "bin" / "python"), "-c", code],
+    # this interpreter (and its PYTHONPATH): a git worktree has no .venv of its own
+    out = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", code],
                          capture_output=True, text=True, timeout=30, cwd=REPO)
     assert out.returncode == 0, out.stderr
     return float(out.stdout.strip())
@@ -133,10 +136,44 @@ def protocols_run(tmp_path_factory):
         again = tmp_path_factory.mktemp("again")
         run_playbook("deploy", Lab.load(LAB).inventory_path, deploy_vars(suite.at_point(0), "ntp"), again)
         recap = (sorted(again.glob("deploy-*.log"))[-1]).read_text()
+        cleanup = _leave_chronyd_behind_and_clean_up(Lab.load(LAB))
     finally:
         Lab(LAB, SUBNET).down()
     (run_dir,) = [p for p in out.iterdir() if p.is_dir()]
-    return rc, run_dir, recap
+    return rc, run_dir, recap, cleanup
+
+
+CHRONY_FILES = ("/run/tempo/chronyd.pid", "/run/tempo/chrony/chronyd-own.pid", "/run/tempo/chrony/chronyd.sock")
+
+
+def _node_view(lab, node: str) -> dict:
+    """chronyd processes (the node has its own PID namespace), which chrony files exist,
+    and whether tempod runs."""
+    sh = ("pgrep -x chronyd | tr '\\n' ' '; echo; for f in " + " ".join(CHRONY_FILES)
+          + "; do [ -e $f ] && echo $f; done; true")
+    lines = lab.exec(node, ["sh", "-c", sh]).stdout.splitlines()
+    states = [lab.exec(node, ["sh", "-c", f"ps -o stat= -p {p}"], check=False).stdout.strip()
+              for p in lines[0].split()]
+    return {"chronyd": states, "files": lines[1:],
+            "tempod": next(s.daemon_pid for s in lab.status() if s.name == node) is not None}
+
+
+def _leave_chronyd_behind_and_clean_up(lab) -> dict:
+    """What a run that died in an ``ntp`` trial leaves: chronyd running on n3 (as the run
+    left it), SIGSTOPped on n2, SIGKILLed on n1 (stale pidfiles and socket); tempod is
+    deployed stopped for ntp. Then ``tempo run --cleanup`` twice (the second must find
+    nothing)."""
+    import sys
+
+    lab.exec("n1", ["sh", "-c", "kill -KILL $(head -n 1 /run/tempo/chronyd.pid)"])
+    lab.exec("n2", ["sh", "-c", "kill -STOP $(head -n 1 /run/tempo/chronyd.pid)"])
+    time.sleep(0.5)
+    before = {n.name: _node_view(lab, n.name) for n in lab.nodes}
+    argv = [sys.executable, "-m", "tempolab.cli", "run", "--cleanup", "--lab", LAB]
+    first = subprocess.run(argv, capture_output=True, text=True, timeout=180)
+    after = {n.name: _node_view(lab, n.name) for n in lab.nodes}
+    second = subprocess.run(argv, capture_output=True, text=True, timeout=180)
+    return {"before": before, "first": first, "after": after, "second": second}
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -144,7 +181,7 @@ def _jsonl(path: Path) -> list[dict]:
 
 
 def test_each_protocol_ran_once_with_the_same_fault_draw(protocols_run):
-    rc, run_dir, _recap = protocols_run
+    rc, run_dir, _recap, _cleanup = protocols_run
     trials = _jsonl(run_dir / "trials.jsonl")
     assert [t["protocol"] for t in trials] == ["berkeley", "cristian", "ntp"]
     assert rc == 0, [(t["protocol"], t.get("outcome"), t.get("reason")) for t in trials]
@@ -159,7 +196,7 @@ def test_each_protocol_ran_once_with_the_same_fault_draw(protocols_run):
 
 
 def test_the_observer_read_chronyd_like_tempod(protocols_run):
-    _rc, run_dir, _recap = protocols_run
+    _rc, run_dir, _recap, _cleanup = protocols_run
     obs = [s for s in _jsonl(run_dir / "observer.jsonl") if s.get("trial") == 3 and not s.get("superseded")]
     states = {(s["node"], s["state"]) for s in obs}
     assert ("n1", "LEADER") in states and ("n2", "FOLLOWER") in states and ("n3", "FOLLOWER") in states
@@ -174,7 +211,7 @@ def test_the_observer_read_chronyd_like_tempod(protocols_run):
 def test_compare_by_protocol_puts_the_three_side_by_side(protocols_run, tmp_path):
     from tempolab.analysis.protocompare import build_protocol_compare
 
-    _rc, run_dir, _recap = protocols_run
+    _rc, run_dir, _recap, _cleanup = protocols_run
     res = build_protocol_compare([run_dir], tmp_path / "cmp")
     cols = [c for c in res.table.columns if c not in ("quantity", "key")]
     assert cols == ["berkeley", "cristian", "ntp"]
@@ -187,8 +224,28 @@ def test_compare_by_protocol_puts_the_three_side_by_side(protocols_run, tmp_path
 
 
 def test_the_chrony_deployment_is_idempotent(protocols_run):
-    _rc, _run_dir, recap = protocols_run
+    _rc, _run_dir, recap, _cleanup = protocols_run
     lines = [line for line in recap.splitlines() if " : ok=" in line]
     assert len(lines) == 3, recap[-2000:]
     for line in lines:
         assert " changed=0 " in line and " failed=0 " in line, line
+
+
+def test_cleanup_removes_the_chronyds_a_dead_ntp_run_left_and_starts_tempod(protocols_run):
+    *_rest, c = protocols_run
+    before, after = c["before"], c["after"]
+    # the setup really left something behind: a stale pidfile on n1, a stopped and a running chronyd
+    assert before["n1"]["chronyd"] == [] and "/run/tempo/chronyd.pid" in before["n1"]["files"]
+    assert before["n2"]["chronyd"][0].startswith("T")
+    assert len(before["n3"]["chronyd"]) == 1 and before["n3"]["chronyd"][0][0] in "RSD"
+    assert not any(v["tempod"] for v in before.values())
+    assert c["first"].returncode == 0, c["first"].stdout + c["first"].stderr
+    out = c["first"].stdout
+    assert "n2: chronyd: stopped" in out and "n3: chronyd: stopped" in out, out
+    assert "n1: chronyd: not running" in out, out      # the stale pidfile, removed
+    for n, v in after.items():
+        assert v == {"chronyd": [], "files": [], "tempod": True}, (n, v)
+    # nothing left the second time: every node reports clean
+    assert c["second"].returncode == 0, c["second"].stdout + c["second"].stderr
+    assert sorted(c["second"].stdout.split()) == sorted(["n1:", "n2:", "n3:", "clean", "clean", "clean"]), \
+        c["second"].stdout

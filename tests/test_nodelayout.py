@@ -99,11 +99,14 @@ def test_chrony_files_are_the_roles(chrony):
     assert chrony["_chrony_launcher"] == LAYOUT.chrony_launcher
     assert chrony["_chrony_chronyc"] == LAYOUT.chronyc
     assert chrony["_chrony_socket"] == LAYOUT.chrony_socket
+    assert chrony["_chrony_own_pidfile"] == LAYOUT.chrony_own_pidfile
     assert chrony["chrony_drift_profile"] == LAYOUT.profile
     assert chrony["chrony_service_tool"] == LAYOUT.service_tool
     assert chrony["_chrony_service_argv"] == LAYOUT.chrony_service_argv()
     conf = (ROLES / "chrony/templates/chrony.conf.j2").read_text()
     logdir = re.search(r"^logdir (.*)$", conf, re.M).group(1)
+    # chronyd's own pidfile, which tempo run --cleanup removes after a crash
+    assert re.search(r"^pidfile (.*)$", conf, re.M).group(1) == "{{ _chrony_own_pidfile }}"
     assert jinja2.Environment().from_string(logdir).render(chrony_log_dir=LAYOUT.log_dir) == LAYOUT.chrony_log_dir
 
 

@@ -138,6 +138,48 @@ def test_cleanup_is_table_delete_cont_and_start():
     c = faults.cleanup_cmd()
     assert c.startswith("nft delete table inet tempo_fault 2>/dev/null; true")
     assert 'kill -CONT "$pid"' in c and "start" in c
+    # a leftover chronyd holds the NTP port: it goes before tempod is SIGCONTed/started
+    assert c.index(faults.chronyd_cleanup_cmd()) < c.index(faults.cont_cmd()) < c.index(faults.service_cmd("start"))
+
+
+def test_chronyd_cleanup_stops_a_chronyd_named_by_its_own_pidfile_and_removes_the_files(tmp_path):
+    """The branch that needs no service tool, for real: a process called ``chronyd``
+    (a copy of sleep), SIGSTOPped, named only by chronyd's own pidfile, plus a stale
+    socket; and a recycled pid (a process not called chronyd) that must be left alone."""
+    import shutil
+    import time
+
+    fake = tmp_path / "chronyd"
+    shutil.copy("/bin/sleep", fake)
+    victim = subprocess.Popen([str(fake), "60"])
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        subprocess.run(["kill", "-STOP", str(victim.pid)], check=True)
+        own, sock, svc = tmp_path / "own.pid", tmp_path / "chronyd.sock", tmp_path / "svc.pid"
+        own.write_text(f"{victim.pid}\n")
+        sock.write_text("")
+        cmd = faults.chronyd_cleanup_cmd(pidfile=str(svc), own_pidfile=str(own), socket=str(sock))
+        t0 = time.monotonic()
+        r = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert victim.wait(timeout=5) == -15          # SIGTERM reached it despite SIGSTOP
+        assert time.monotonic() - t0 < 5              # at once, not after the SIGKILL fallback
+        assert f"chronyd: stopped (pid {victim.pid}" in r.stdout
+        assert not own.exists() and not sock.exists()
+        # nothing left: silent, and a pid that is not chronyd's is not signalled
+        own.write_text(f"{bystander.pid}\n")
+        r = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=30)
+        assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+        assert bystander.poll() is None and not own.exists()
+    finally:
+        for p in (victim, bystander):
+            p.kill()
+            p.wait()
+
+
+def test_chronyd_cleanup_rejects_paths_it_cannot_quote():
+    with pytest.raises(ValueError, match="must be absolute"):
+        faults.chronyd_cleanup_cmd(own_pidfile="/run/x; rm -rf /")
 
 
 def _sh(ns: str, cmd: str) -> subprocess.CompletedProcess:

@@ -108,7 +108,6 @@ def test_synthetic_runs_follow_the_schema(tmp_path):
 
 @pytest.mark.parametrize("folder", [
     REPO / "results" / "example",               # raw records gzip-compressed, no version
-    REPO / "results" / "example-protocols",     # protocol axis, CPU without ns counters
     *sorted(FIXTURES.glob("2026*-*")),            # written by the runner before runschema
 ], ids=lambda p: p.name)
 def test_old_folders_load(folder):
@@ -117,3 +116,14 @@ def test_old_folders_load(folder):
     assert not [p for p in run.problems if "schema_version" in p or "manifest.json" in p]
     assert run.observer and run.trials and run.events
     assert _conforms(run) == []
+
+
+def test_the_committed_protocol_example_is_a_current_run():
+    """results/example-protocols: the 5-node protocols suite, written by the current
+    runner (raw records gzip-compressed, chronyd's logs too)."""
+    run = load_run(REPO / "results" / "example-protocols")
+    assert rs.schema_version(run.manifest) == rs.SCHEMA_VERSION
+    assert run.problems == []
+    assert _conforms(run) == []
+    assert [t["protocol"] for t in run.trials] == ["berkeley", "cristian", "ntp"]
+    assert len(run.nodes) == 5

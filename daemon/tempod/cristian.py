@@ -290,8 +290,13 @@ class CristianNode:
             applied = "step"
         self.last_sync_hw = now
         self.last_sync_master = self.time_server
-        if applied != HOLD:
-            self.clock_synced = True
+        # A backward first correction is a hold (never backwards), and the clock is set
+        # all the same: the hold absorbs it. Waiting for a correction that is not a hold
+        # kept a client whose clock runs faster than the server's unsynchronized for
+        # ever -- every poll then finds it ahead again by its rate difference x the poll
+        # interval, set_time holds again, and it never reaches adjust and its frequency
+        # loop (seen on a 5-node lab run: the two fastest clients UNSYNCED for 60 s).
+        self.clock_synced = True
         self.last_bound_s = best.bound_s
         freq = getattr(self.clock, "freq_ppm", None)
         if freq is None:

@@ -73,6 +73,10 @@ class NodeLayout:
         return f"{self.run_dir}/chronyd.pid"
 
     @property
+    def chrony_own_pidfile(self) -> str:  # _chrony_own_pidfile (chrony.conf's pidfile, chronyd's own)
+        return f"{self.run_dir}/chrony/chronyd-own.pid"
+
+    @property
     def chrony_launcher(self) -> str:   # _chrony_launcher
         return f"{self.chrony_install_dir}/bin/chronyd-tempo"
 

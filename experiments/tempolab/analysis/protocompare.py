@@ -23,7 +23,13 @@ Definitions (per trial; the table gives the median over a protocol's trials):
 * ``kill_max_skew_15s_s``: the largest sweep skew in the 15 s after the first master fault.
 * ``recovery_s``: from that fault to the first sweep after which the skew stays below
   max(2 x steady p99, 1 ms) to the end of the trial; 0 when it never left that band,
-  None when it never came back.
+  None when it never came back. A skew band, not a failover time: for Cristian and NTP
+  nobody replaces the server (the next two rows say what happened instead).
+* ``new_master_s``: Berkeley only, from the trial record: fault to the first sweep with a
+  new master. None for Cristian and NTP by design (no election; shown as "none").
+* ``server_down_s`` / ``followed_again_s``: Cristian and NTP, from the trial record
+  (runner/protocols.py ``server_loss``): how long the server was down (kill to restart)
+  and, after its restart, how long until every client followed it again.
 * ``msgs_per_node_min``: datagrams of the protocol itself (observer traffic excluded) per
   node per minute of trial: tempod's ``counters`` ``tx`` increments, chronyd's measurement
   log lines x 2 (one request, one reply; its log time is the node's corrected clock,
@@ -35,6 +41,7 @@ Definitions (per trial; the table gives the median over a protocol's trials):
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import re
@@ -51,6 +58,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from ..runschema import existing  # noqa: E402
 from .load import RunData, load_run  # noqa: E402
 
 PROTOCOL_ORDER = ("berkeley", "cristian", "ntp")
@@ -58,6 +66,8 @@ PALETTE = {"berkeley": "#1f77b4", "cristian": "#ff7f0e", "ntp": "#2ca02c"}
 AFTER_KILL_S = 15.0
 RECOVERY_FLOOR_S = 1e-3
 MASTER_FAULTS = ("kill", "stop")
+# no election: a missing new master is the protocol's behaviour, not a missing number
+NO_ELECTION = ("cristian", "ntp")
 _MEAS_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) ")
 
 METRICS = [
@@ -66,7 +76,10 @@ METRICS = [
     ("interval_max_skew_s", "between-rounds/polls max skew, median (s)"),
     ("offset_from_true_s", "offset of the group from true time, median abs(mean) (s)"),
     ("kill_max_skew_15s_s", f"max skew in the {AFTER_KILL_S:g} s after the master fault (s)"),
-    ("recovery_s", "recovery after the master fault (s)"),
+    ("recovery_s", "skew back in band after the master fault (s; 0 = never left it)"),
+    ("new_master_s", "new master elected after the fault (s)"),
+    ("server_down_s", "server down, clients free-running (s)"),
+    ("followed_again_s", "clients follow the server again, after its restart (s)"),
     ("msgs_per_node_min", "protocol datagrams per node per minute"),
     ("cpu_server_pct", "CPU of the master / time server (% core)"),
     ("cpu_client_pct", "CPU of a client / follower, mean (% core)"),
@@ -86,6 +99,7 @@ class TrialView:
     master: str | None
     round_interval_s: float
     sweeps: pd.DataFrame        # t_ref, skew_s, mean_offset_s, n
+    record: dict[str, Any]      # the trial's line of trials.jsonl
 
 
 def _pct(vals: np.ndarray, q: float) -> float | None:
@@ -148,7 +162,7 @@ def trial_views(run: RunData) -> list[TrialView]:
                                t0=t0, t_end=t_end, fault_t=fault_t, fault_end_t=fault_end,
                                killed=killed, master=tr.get("master_before"),
                                round_interval_s=float(tr.get("round_interval_s") or 2.0),
-                               sweeps=sweep_table(by_trial.get(k, []), t0, t_end, down)))
+                               sweeps=sweep_table(by_trial.get(k, []), t0, t_end, down), record=tr))
     return views
 
 
@@ -160,10 +174,12 @@ def _messages_per_node_min(run: RunData, v: TrialView) -> float | None:
     if v.protocol == "ntp":
         lines = 0
         for n in nodes:
-            p = run.path / "nodes" / n / "chrony" / "measurements.log"
+            # the committed example keeps chronyd's logs gzip-compressed (runschema.existing)
+            p = existing(run.path / "nodes" / n / "chrony" / "measurements.log")
             if not p.exists():
                 return None
-            for line in p.read_text(errors="replace").splitlines():
+            raw = gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
+            for line in raw.decode(errors="replace").splitlines():
                 m = _MEAS_LINE.match(line)
                 if not m:
                     continue
@@ -247,6 +263,12 @@ def trial_metrics(run: RunData, v: TrialView) -> dict[str, Any]:
             # back in the band only if the trial went on for a few sweeps after the last excursion
             out["recovery_s"] = (float(later["t_ref"].min() - v.fault_t)
                                  if len(later) >= 3 else None)
+    rec = v.record
+    out["new_master_s"] = rec.get("new_master_s") if v.protocol not in NO_ELECTION else None
+    out["server_down_s"] = out["followed_again_s"] = None
+    if v.protocol in NO_ELECTION and v.fault_t is not None and v.fault_end_t is not None:
+        out["server_down_s"] = float(v.fault_end_t - v.fault_t)
+        out["followed_again_s"] = rec.get("recovered_s")
     out["msgs_per_node_min"] = _messages_per_node_min(run, v)
     out["cpu_server_pct"], out["cpu_client_pct"] = _cpu(run, v)
     return out
@@ -392,12 +414,19 @@ def build_protocol_compare(paths: list[str | Path], out: str | Path) -> Protocol
     return ProtocolCompare(out_dir, per_trial, table, files)
 
 
-def _fmt(key: str, v: Any) -> str:
+_SECONDS = ("recovery_s", "new_master_s", "server_down_s", "followed_again_s")
+
+
+def _fmt(key: str, v: Any, protocol: str | None = None) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        if key == "new_master_s" and protocol in NO_ELECTION:
+            return "none (no election)"
+        if key in ("server_down_s", "followed_again_s") and protocol not in NO_ELECTION:
+            return "n/a (a new master)"
         return "-"
-    if key.endswith("_s") and key != "recovery_s":
+    if key.endswith("_s") and key not in _SECONDS:
         return f"{v * 1e6:.1f} us" if abs(v) < 1e-3 else f"{v * 1e3:.2f} ms"
-    if key == "recovery_s":
+    if key in _SECONDS:
         return f"{v:.1f} s"
     if key.endswith("_pct"):
         return f"{v:.2f} %"
@@ -413,7 +442,14 @@ def render_markdown(table: pd.DataFrame, order: list[str], headline: dict, paths
              "(experiments/tempolab/analysis/protocompare.py).", "",
              "| quantity | " + " | ".join(order) + " |", "|---|" + "---|" * len(order)]
     for _i, row in table.iterrows():
-        lines.append(f"| {row['quantity']} | " + " | ".join(_fmt(row['key'], row.get(p)) for p in order) + " |")
+        lines.append(f"| {row['quantity']} | " + " | ".join(_fmt(row['key'], row.get(p), p) for p in order) + " |")
+    if any(p in NO_ELECTION for p in order):
+        lines += ["", "Cristian and NTP elect nobody: while their time server / NTP server is down, "
+                  "nothing replaces it and the clients run free on their learned frequency "
+                  "(Cristian) or hold over (chronyd) until it is back, drifting apart at their "
+                  "residual relative rates. So for them the skew-band row is not a failover "
+                  "time and \"new master\" is none by design; what they did instead is the "
+                  "server-down and follow-again rows. Berkeley elects a new master (Gusella-Zatti)."]
     lines += ["", f"Mean skew in the {AFTER_KILL_S:g} s after the master fault, 95 % bootstrap interval over sweeps:", ""]
     for p in order:
         h = headline[p]

@@ -330,10 +330,47 @@ def resolve(spec: FaultSpec, nodes: list[NodeRef], master: str | None, rng: rand
     raise ConfigError(f"unknown fault kind {kind!r}")
 
 
+def chronyd_cleanup_cmd(*, pidfile: str = CHRONY_PIDFILE, own_pidfile: str = LAYOUT.chrony_own_pidfile,
+                        socket: str = LAYOUT.chrony_socket) -> str:
+    """Stop a chronyd that a run of protocol ``ntp`` left behind and remove its files
+    (idempotent; prints ``chronyd: ...`` only when there was something to remove).
+
+    A run that dies in an ``ntp`` trial leaves chronyd running (maybe SIGSTOPped by a
+    ``stop`` fault) on tempod's NTP port, so the tempod that ``--cleanup`` starts next
+    could not bind it; a SIGKILLed chronyd leaves the service pidfile (stale) and its
+    own pidfile and command socket. chronyd is SIGCONTed first, so that the service
+    tool's SIGTERM is delivered at once rather than after its 10 s SIGKILL fallback.
+    A chronyd named only by its own pidfile (the service pidfile removed by hand) is
+    stopped too, after checking ``/proc/<pid>/comm`` so a recycled pid is left alone.
+    The socket and chronyd's own pidfile go last, once no chronyd runs. (The paths are
+    parameters for the unit test only; the node's are the roles', nodelayout.py.)
+    """
+    svc, own, sock = _check_path(pidfile), _check_path(own_pidfile), _check_path(socket)
+    argv = LAYOUT.chrony_service_argv()
+    argv[argv.index("--pidfile") + 1] = svc
+    stop = shlex.join([*argv, "stop"])
+    return "; ".join([
+        f'__cp=$(head -n 1 {svc} 2>/dev/null); [ -n "$__cp" ] && kill -CONT "$__cp" 2>/dev/null',
+        # the service tool says "tempod: ..." whatever it manages; name chronyd instead
+        f"if [ -e {svc} ]; then {{ {stop} || echo 'tempod: stop failed'; }} 2>&1 | sed 's/^tempod:/chronyd:/'; fi",
+        f'__op=$(head -n 1 {own} 2>/dev/null); '
+        f'if [ -n "$__op" ] && [ "$(cat /proc/$__op/comm 2>/dev/null)" = chronyd ]; then '
+        f'kill -CONT "$__op"; kill -TERM "$__op"; __i=0; '
+        # gone or a zombie (its parent has not reaped it yet): either way it has exited
+        f'while grep -qs "^State:[[:space:]]*[A-Ya-z]" /proc/$__op/status && [ $__i -lt 50 ]; do '
+        f'sleep 0.1; __i=$((__i+1)); done; '
+        f'grep -qs "^State:[[:space:]]*[A-Ya-z]" /proc/$__op/status && kill -KILL "$__op"; '
+        f'echo "chronyd: stopped (pid $__op, named only by {own})"; fi',
+        f"rm -f {own} {sock}",
+        "true",
+    ])
+
+
 def cleanup_cmd() -> str:
     """Everything ``tempo run --cleanup`` does on one node (idempotent).
 
-    Deletes the fault table, SIGCONTs a stopped daemon, starts a dead one, and cancels
+    Deletes the fault table, stops a chronyd left by an ``ntp`` run (it holds the NTP
+    port tempod needs), SIGCONTs a stopped tempod, starts a dead one, and cancels
     pending dead-man watchdogs (their work is done; left alone, a stale one could heal
     a fault of the next run early). A root qdisc holding a netem is removed wherever
     one is found (this lab kernel has none).
@@ -341,6 +378,7 @@ def cleanup_cmd() -> str:
     return "; ".join([
         nft_cleanup_cmd(),
         netem_cleanup_cmd(),
+        chronyd_cleanup_cmd(),
         cont_cmd(),
         service_cmd("start") + " >/dev/null 2>&1 || echo 'tempod: start failed'",
         deadman_cancel_all_cmd(),
