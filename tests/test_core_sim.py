@@ -12,9 +12,9 @@ from tempod.sim import SimConfig, Simulation, run
 
 pytestmark = pytest.mark.sim  # tier: real cores on the simulator / the in-memory cluster
 
-MIXES = [("kill-master",), ("pause-master",), ("partition",), ("loss",),
-         ("kill-master", "pause-master", "partition", "loss"), ("partition", "kill-master"),
-         ("pause-master", "partition")]
+MIXES = [("kill",), ("stop",), ("partition",), ("loss",),
+         ("kill", "stop", "partition", "loss"), ("partition", "kill"),
+         ("stop", "partition")]
 
 
 def _strip_perf(r: dict) -> dict:
@@ -23,17 +23,17 @@ def _strip_perf(r: dict) -> dict:
 
 def test_same_seed_same_output_and_seed_matters():
     sc = SimConfig(nodes=5, duration_s=400, seed=11, loss=0.05, jitter_ms=0.5,
-                   faults=("kill-master",), wire=True)
+                   faults=("kill",), wire=True)
     a, b = run(sc), run(sc)
     assert json.dumps(_strip_perf(a), sort_keys=True) == json.dumps(_strip_perf(b), sort_keys=True)
     c = run(SimConfig(nodes=5, duration_s=400, seed=12, loss=0.05, jitter_ms=0.5,
-                      faults=("kill-master",), wire=True))
+                      faults=("kill",), wire=True))
     assert json.dumps(_strip_perf(a), sort_keys=True) != json.dumps(_strip_perf(c), sort_keys=True)
 
 
 def test_same_seed_same_output_with_every_fault_and_loss():
     sc = SimConfig(nodes=9, duration_s=900, seed=23, loss=0.1, jitter_ms=0.5, drift_ppm=10_000,
-                   faults=("kill-master", "pause-master", "partition", "loss"))
+                   faults=("kill", "stop", "partition", "loss"))
     a, b = run(sc), run(sc)
     assert a["faults"] and a["figures"]["messages_dropped"] > 0
     assert json.dumps(_strip_perf(a), sort_keys=True) == json.dumps(_strip_perf(b), sort_keys=True)
@@ -65,7 +65,7 @@ def test_fast_paths_give_the_same_result_as_the_plain_ones(monkeypatch):
     from tempod.sim import engine
 
     sc = SimConfig(nodes=12, duration_s=700, seed=8, loss=0.05, jitter_ms=0.5, drift_ppm=1000,
-                   faults=("partition", "kill-master"))
+                   faults=("partition", "kill"))
     fast = run(sc)
     monkeypatch.setattr(engine.Simulation, "_broadcast", _naive_broadcast)
     monkeypatch.setattr(engine, "_cache_linear", lambda sn: None)
@@ -98,11 +98,11 @@ def test_ten_percent_drift_ten_second_rounds_skew_well_under_1ms():
 
 
 def test_returning_paused_master_steps_down():
-    sim = Simulation(SimConfig(nodes=5, duration_s=200, seed=4, faults=("pause-master",)))
+    sim = Simulation(SimConfig(nodes=5, duration_s=200, seed=4, faults=("stop",)))
     r = sim.run()
     assert r["ok"]
-    (start,) = [x for x in r["faults"] if x["kind"] == "pause-master"]
-    (resume,) = [x for x in r["faults"] if x["kind"] == "resume"]
+    (start,) = [x for x in r["faults"] if x["kind"] == "stop" and x["phase"] == "start"]
+    (resume,) = [x for x in r["faults"] if x["kind"] == "stop" and x["phase"] == "end"]
     old = start["target"]
     new = r["figures"]["failovers"][0]["new_master"]
     assert new != old
@@ -116,7 +116,7 @@ def test_ineligible_nodes_never_lead():
     inel = ("n1", "n2", "n3")
     for seed in range(5):
         sim = Simulation(SimConfig(nodes=5, duration_s=500, seed=seed, ineligible=inel,
-                                   faults=("kill-master",)))
+                                   faults=("kill",)))
         r = sim.run()
         assert r["ok"], r["invariants"]
         assert not [x for x in sim.state_log if x[1] in inel and x[3] in ("LEADER", "CANDIDATE", "CONFLICT")]
@@ -130,7 +130,7 @@ def test_config_errors_are_clear():
     with pytest.raises(ValueError, match="unknown fault"):
         SimConfig(faults=("meteor",))
     with pytest.raises(ValueError, match="too short"):
-        Simulation(SimConfig(duration_s=50, faults=("kill-master",)))
+        Simulation(SimConfig(duration_s=50, faults=("kill",)))
 
 
 def test_cli_human_json_and_exit_codes(capsys, monkeypatch):
@@ -186,7 +186,7 @@ def test_sweep_replay_command_rebuilds_the_same_config():
 # treated a contender that never answered as gone. It now sends it QUIT as well.
 def test_sweep_seed_3636_two_masters_after_loss_induced_election():
     r = run(SimConfig(nodes=3, duration_s=318, seed=3636, drift_ppm=100, loss=0.2, jitter_ms=0.5,
-                      faults=("partition", "kill-master")))
+                      faults=("partition", "kill")))
     assert r["invariants"]["one_master"]["ok"], r["invariants"]["one_master"]["first_violation"]
 
 
@@ -228,7 +228,7 @@ def test_stable_master_invariant_catches_a_master_change():
 @pytest.mark.parametrize("profile,bound_s", [("default", 2.0), ("fast", 0.5)])
 def test_kill_master_failover_within_profile_bound(profile, bound_s):
     r = run(SimConfig(nodes=5, duration_s=400, seed=9, profile=profile, jitter_ms=0.5,
-                      faults=("kill-master", "pause-master")))
+                      faults=("kill", "stop")))
     assert r["ok"], {k: v["first_violation"] for k, v in r["invariants"].items() if not v["ok"]}
     fos = r["figures"]["failovers"]
     assert len(fos) == 2
