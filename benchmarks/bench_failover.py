@@ -1,6 +1,6 @@
 """Failover with master heartbeats: fault -> new master, and master changes without a fault.
 
-Every figure uses the one definition of ``tempod.failover`` (the first node other than
+Every figure uses the one definition of ``tempod.facts.checker`` (the first node other than
 the faulted master that becomes master after the fault; its first round after that).
 
 Parts (any combination; each prints its numbers, the command line and the load):
@@ -198,13 +198,13 @@ def _figure(rows: list[dict], path: Path) -> None:
 def lab_part(a: argparse.Namespace) -> dict:
     """Per sweep point of a lab run folder: fault -> new master / first round recomputed
     from the collected daemon logs through the analysis (``failovers_table``, which
-    calls tempod.failover), so folders written by an older runner get the same
+    calls tempod.facts.checker), so folders written by an older runner get the same
     definition; the observer's first LEADER sample is shown as a cross-check."""
     from tempolab.analysis.load import load_run
     from tempolab.analysis.tables import build_tables
 
     out = {}
-    print(f"== lab run folders (tempod.failover definition, from the daemon logs), load {_load()}")
+    print(f"== lab run folders (tempod.facts.checker definition, from the daemon logs), load {_load()}")
     for d in a.lab:
         p = Path(d) / "trials.jsonl"
         if not p.exists():

@@ -17,6 +17,9 @@ Definitions (docs/core.md "Failover facts", docs/analysis.md "Headline numbers")
   more masters.
 * **healthy** (one reading of every node): every node answered, exactly one is
   LEADER, every other one is a FOLLOWER of it.
+* **detected**: the first ``state`` change after the fault by another node that leaves
+  FOLLOWER (the observer's view, a cross-check: its first answer from another node
+  that is not a FOLLOWER of the old master).
 * **new master**: the first node other than the faulted master that *becomes* master
   strictly after the fault -- a ``state`` transition into LEADER from any state other
   than LEADER or CONFLICT; ``to_new_master_s = new_master_t - fault_t``.  **first
@@ -153,6 +156,24 @@ class Failover:
         return Result(True, f"{self.new_master} master {self.to_new_master_s:.3f} s after the fault",
                       {"new_master": self.new_master, "to_new_master_s": self.to_new_master_s,
                        "to_first_round_s": self.to_first_round_s})
+
+
+def detected(changes: Iterable[StateChange], fault_t: float, old: str | None,
+             until: float | None = None) -> float | None:
+    """Detection in the logs: the first ``state`` change after the fault by a node other
+    than ``old`` that leaves FOLLOWER (master lost: to CANDIDATE, or START)."""
+    ts = [c.t for c in changes if c.frm == "FOLLOWER" and c.node != old and c.t > fault_t
+          and (until is None or c.t <= until)]
+    return min(ts) if ts else None
+
+
+def detected_by_observer(samples: Iterable[Sample], fault_t: float, old: str | None,
+                         until: float | None = None) -> float | None:
+    """Detection seen by the observer: the first answer after the fault from a node other
+    than ``old`` that is not a FOLLOWER of ``old`` (lags the logs by up to one sweep)."""
+    ts = [s.t for s in samples if s.node != old and s.t > fault_t and (until is None or s.t <= until)
+          and s.state not in (None, "unreachable") and not (s.state == "FOLLOWER" and s.master == old)]
+    return min(ts) if ts else None
 
 
 def becomes_master(c: StateChange) -> bool:

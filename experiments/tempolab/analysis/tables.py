@@ -186,7 +186,6 @@ def sweeps_table(samples: pd.DataFrame) -> pd.DataFrame:
     if samples.empty:
         return pd.DataFrame(columns=cols)
     g = samples.groupby("sweep", sort=True)
-    sync = samples[samples["in_sync"]].groupby("sweep")["offset_s"]
     leaders = samples[samples["state"] == "LEADER"].groupby("sweep")["node"].agg(lambda s: ",".join(sorted(set(s), key=node_sort_key)))
     out = pd.DataFrame({
         "trial": g["trial"].first(),
@@ -194,8 +193,16 @@ def sweeps_table(samples: pd.DataFrame) -> pd.DataFrame:
         "nodes": g["responded"].sum().astype(int),
         "in_sync": samples.groupby("sweep")["in_sync"].sum().astype(int),
     })
-    out["max_skew_s"] = (sync.max() - sync.min()).reindex(out.index)
-    out.loc[out["in_sync"] < 2, "max_skew_s"] = np.nan
+    # a sweep's skew: tempod.facts.checker.sweep_skew over its samples (the one definition)
+    by_sweep: dict[Any, list[fhistory.Sample]] = {}
+    for sw, t, node, off, st in zip(samples["sweep"], samples["t_ref"], samples["node"], samples["offset_s"],
+                                    samples["state"]):
+        by_sweep.setdefault(sw, []).append(fhistory.Sample(
+            float(t), str(node), None if off is None or _isnan(off) else float(off), None,
+            st if isinstance(st, str) else None))
+    skew = {sw: checker.sweep_skew(g_) for sw, g_ in by_sweep.items()}
+    out["max_skew_s"] = pd.Series({sw: np.nan if v is None else v for sw, v in skew.items()},
+                                  dtype=float).reindex(out.index)
     out["leader"] = leaders.reindex(out.index)
     return out.reset_index()[cols]
 
@@ -332,11 +339,6 @@ FAILOVER_COLUMNS = ["trial", "kind", "target", "fault_t", "detect_t", "new_maste
                     "log_new_master_t", "log_first_round_t", "source", "consistent"]
 
 
-def _first(df: pd.DataFrame, mask: pd.Series) -> pd.Series | None:
-    hit = df[mask]
-    return None if hit.empty else hit.iloc[0]
-
-
 def _history(ev: pd.DataFrame) -> tuple[list[fhistory.StateChange], list[fhistory.RoundDone]]:
     """The events table as the facts' history (state changes, rounds)."""
     if ev.empty:
@@ -400,9 +402,6 @@ def failovers_table(trials: pd.DataFrame, faults: pd.DataFrame, events: pd.DataF
             if row[k] is not None and (_isnan(row[k]) or row[k] is pd.NA):
                 row[k] = None
         t0, target = row["fault_t"], row["target"]
-        later = ev[(ev["t_ref"] > t0) & (ev["node"] != target)]
-        cand = _first(later, ((later["ev"] == "state") & (later["to"] == "CANDIDATE"))
-                      | ((later["ev"] == "election") & (later["phase"] == "candidate")))
         # fault -> new master / first round: the one definition (tempod.facts.checker)
         log_fo = checker.failover(changes, rounds, t0, target)
         log_nm = log_fo.new_master
@@ -411,8 +410,8 @@ def failovers_table(trials: pd.DataFrame, faults: pd.DataFrame, events: pd.DataF
                      else checker.first_round(rounds, nm, t0) if nm else None)
         row["log_new_master_t"] = log_fo.new_master_t if log_fo.new_master_t is not None else np.nan
         row["log_first_round_t"] = log_round if log_round is not None else np.nan
-        if row["detect_t"] is None and cand is not None:
-            row["detect_t"] = float(cand["t_ref"])
+        if row["detect_t"] is None:
+            row["detect_t"] = checker.detected(changes, t0, target)
         if row["new_master_t"] is None:
             row["new_master_t"] = row["log_new_master_t"]
         if row["first_round_t"] is None:

@@ -78,16 +78,11 @@ def failover(samples: list[Sample], kill_t: float, killed: str, nodes: list[str]
     others = [n for n in nodes if n != killed]
     after = [s for s in samples if s["t_ref"] > kill_t and (until is None or s["t_ref"] <= until)]
     out: dict[str, Any] = {"kill_t": kill_t, "killed": killed}
-    det_obs = next((s["t_ref"] for s in sorted(after, key=lambda s: s["t_ref"])
-                    if s["node"] in others and s.get("state") not in (None, "unreachable")
-                    and not (s["state"] == "FOLLOWER" and s.get("master") == killed)), None)
-    det_log = None
-    for n in others:
-        for e in (events or {}).get(n, []):
-            if (e.get("ev") == "state" and e.get("from") == "FOLLOWER"
-                    and e["t_ref"] > kill_t and (until is None or e["t_ref"] <= until)):
-                det_log = e["t_ref"] if det_log is None else min(det_log, e["t_ref"])
-                break
+    changes, rounds = history.events_history(events or {})
+    # every answer counts here, superseded retries too: a state is a state, whatever its bound
+    answers = [x for x in (history.sample(s) for s in after) if x is not None and x.node in others]
+    det_obs = checker.detected_by_observer(answers, kill_t, killed, until)
+    det_log = checker.detected(changes, kill_t, killed, until)
     cands = [(t, src) for t, src in ((det_obs, "observer"), (det_log, "log")) if t is not None]
     out["detect_t"], out["detect_source"] = min(cands) if cands else (None, None)
     st, m = settled_t(after, kill_t, others)
@@ -99,7 +94,6 @@ def failover(samples: list[Sample], kill_t: float, killed: str, nodes: list[str]
     out["settled_master"] = m
     out["obs_new_master_t"] = next(s["t_ref"] for s in sorted(after, key=lambda s: s["t_ref"])
                                    if s["node"] == m and s.get("state") == "LEADER")
-    changes, rounds = history.events_history(events or {})
     fo = checker.failover(changes, rounds, kill_t, killed, until)
     if fo.new_master is not None:
         m = fo.new_master
