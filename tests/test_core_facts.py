@@ -195,3 +195,15 @@ def test_importable_without_pandas():
             "import tempod.facts, tempod.facts.checker, tempod.sim\nprint('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+
+def test_suite_faults_use_the_vocabulary_and_accept_old_names():
+    from tempolab.errors import ConfigError
+    from tempolab.runner.suite import FAULT_KINDS, parse_suite
+
+    assert FAULT_KINDS == history.FAULT_KINDS
+    s = parse_suite({"faults": [{"kind": "pause", "at_s": 5, "duration_s": 3}]}, "p.yaml")
+    assert s.faults[0].kind == "stop"
+    with pytest.raises(ConfigError, match="expected one of kill, stop"):
+        parse_suite({"faults": [{"kind": "explode", "at_s": 5}]}, "p.yaml")

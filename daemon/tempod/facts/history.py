@@ -10,10 +10,12 @@ plain records, so the stdlib-only simulator and the pandas analysis share it.
 
 Fault vocabulary (one, for suites, faults.jsonl, the simulator and the analysis):
 ``kill`` (SIGKILL, ends with the restart), ``stop`` (SIGSTOP, ends with SIGCONT),
-``partition`` (ends with the heal), ``loss``, ``delay``, ``jitter``.  Old names are
-accepted on input and mapped by :func:`fault_kind`: the simulator's ``kill-master`` /
-``pause-master`` and the analysis' ``pause``.  Separate closing records written by
-older runners (``restart``, ``cont``, ``heal``) close the fault of :data:`CLOSES`.
+``restart`` (a service restart), ``partition`` (ends with the heal), ``loss``,
+``delay``, ``jitter``, ``asym_delay``, ``netem_loss``; each fault has a ``start`` and an
+``end`` record.  Old names are accepted on input and mapped by :func:`fault_kind`: the
+simulator's ``kill-master`` / ``pause-master`` and the analysis' ``pause``.  Closing
+records without a phase, as older runners wrote them (``restart``, ``cont``, ``heal``),
+close the fault of :data:`CLOSES`.
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-FAULT_KINDS = ("kill", "stop", "partition", "loss", "delay", "jitter")
+FAULT_KINDS = ("kill", "stop", "restart", "partition", "loss", "delay", "jitter", "asym_delay", "netem_loss")
 ALIASES = {"kill-master": "kill", "pause-master": "stop", "pause": "stop"}
-# closing records of older folders (and of the simulator before this vocabulary): which fault they end
+# closing records without a phase (older folders, the simulator before this vocabulary): which fault they end
 CLOSES = {"restart": "kill", "cont": "stop", "resume": "stop", "heal": "partition", "loss-end": "loss"}
 MASTER_FAULTS = frozenset({"kill", "stop"})   # faults that take a node (the master) away: a failover follows
 MASTER_STATES = frozenset({"LEADER", "CONFLICT"})   # a CONFLICT node is a master resolving another one
@@ -193,7 +195,7 @@ def faults_from_records(records: Iterable[Mapping[str, Any]], nodes: Iterable[st
     used: set[int] = set()
     for i, r in enumerate(recs):
         raw = str(r.get("kind"))
-        if r.get("phase") == "end" or raw in CLOSES:
+        if r.get("phase") == "end" or (raw in CLOSES and r.get("phase") is None):
             continue
         kind = fault_kind(raw)
         tg = r.get("targets", r.get("target"))
@@ -211,7 +213,8 @@ def faults_from_records(records: Iterable[Mapping[str, Any]], nodes: Iterable[st
                 gk = str(g.get("kind"))
                 gt = g.get("targets", g.get("target"))
                 gts = set(map(str, gt)) if isinstance(gt, (list, tuple)) else (set() if gt is None else {str(gt)})
-                closes = (fault_kind(gk) == kind and g.get("phase") == "end") or CLOSES.get(gk) == kind
+                closes = ((fault_kind(gk) == kind and g.get("phase") == "end")
+                          or (CLOSES.get(gk) == kind and g.get("phase") is None))
                 hit = closes and (gts == set(targets) or not gts)
             if hit:
                 end = float(g[t_key])

@@ -236,7 +236,9 @@ def resync_times(t: Tables) -> pd.DataFrame:
     f, s = t.faults, t.samples
     if f.empty or s.empty:
         return pd.DataFrame(columns=cols)
-    ends = f[((f["kind"] == "kill") & (f["phase"] == "end")) | (f["kind"] == "restart")]
+    # a kill's end, a restart fault's start, or an older folder's phase-less "restart" record
+    # (tempod.facts.history vocabulary); a restart fault's end ("service start", a no-op) is not one
+    ends = f[((f["kind"] == "kill") & (f["phase"] == "end")) | ((f["kind"] == "restart") & (f["phase"] != "end"))]
     rows = []
     for _, e in ends.iterrows():
         for node in e["targets"]:
