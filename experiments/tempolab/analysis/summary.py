@@ -15,8 +15,7 @@ import numpy as np
 import pandas as pd
 
 from tempod.facts import checker   # the round bound, its exception classes, "between rounds"
-from tempod.facts.checker import (EXCEPTION_CAUSES, SLEW_MAX_PPM, STEP_THRESHOLD_S,  # noqa: F401 (re-exported)
-                                  slew_remaining_s)
+from tempod.facts.checker import EXCEPTION_CAUSES, SLEW_MAX_PPM, STEP_THRESHOLD_S
 
 from .load import RunData
 from .tables import UNSYNCED_STATE, Tables
