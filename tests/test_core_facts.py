@@ -207,3 +207,21 @@ def test_suite_faults_use_the_vocabulary_and_accept_old_names():
     assert s.faults[0].kind == "stop"
     with pytest.raises(ConfigError, match="expected one of kill, stop"):
         parse_suite({"faults": [{"kind": "explode", "at_s": 5}]}, "p.yaml")
+
+
+finite_or_nan = st.one_of(st.just(math.nan), st.floats(-1e-2, 1e-2))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(finite_or_nan, finite_or_nan, st.floats(0.0, 1.0)), min_size=0, max_size=6),
+       st.floats(0.0, 1e3))
+def test_round_check_is_true_only_with_two_post_samples_and_a_bound(rows, rho):
+    members = [checker.RoundMember("adjtime", 0.0, 1e-4, math.nan, post, pb, lag) for post, pb, lag in rows]
+    r = checker.round_check(members, rho)
+    posts = [m.post_offset_s for m in members if math.isfinite(m.post_offset_s)]
+    bounds = [m.post_bound_s for m in members if math.isfinite(m.post_bound_s)]
+    if len(posts) < 2 or not bounds:
+        assert r.within.valid == "unknown" and r.exception is None
+    else:
+        assert r.within.valid is (r.post_skew_s <= r.bound_s)
+        assert (r.exception is None) is (r.within.valid is True)
