@@ -58,8 +58,8 @@ def test_faults_pair_by_fault_id_else_by_kind_and_targets():
             {"t_ref": 3.0, "kind": "kill", "phase": "end", "targets": ["n1"], "fault_id": 1, "trial": 1},
             {"t_ref": 4.0, "kind": "pause", "targets": ["n2"]},                      # old names, no fault_id
             {"t_ref": 5.0, "kind": "cont", "targets": ["n2"]},
-            {"t_ref": 6.0, "kind": "partition", "phase": "start", "targets": ["n1"],
-             "detail": {"sides": [["n1"], ["n2", "n3"]]}},
+            {"t_ref": 6.0, "kind": "partition", "phase": "start", "targets": ["n1", "n2", "n3"],
+             "sides": {"a": ["n1"], "b": ["n2", "n3"]}},         # as the runner writes it
             {"t_ref": 7.0, "kind": "loss", "phase": "start", "targets": []}]
     fs = history.faults_from_records(recs, ["n1", "n2", "n3"])
     assert [(f.kind, f.start, f.end) for f in fs] == [("kill", 1.0, 3.0), ("stop", 4.0, 5.0),

@@ -174,13 +174,21 @@ def observer_samples(records: Iterable[Mapping[str, Any]]) -> list[Sample]:
     return out
 
 
-def _groups(detail: Any, targets: tuple[str, ...], nodes: Iterable[str]) -> tuple[frozenset[str], ...]:
-    """A partition's two sides: ``detail.sides`` as the runner writes it, else the
-    targets against everyone else."""
-    if isinstance(detail, Mapping) and isinstance(detail.get("sides"), (list, tuple)):
-        return tuple(frozenset(map(str, side)) for side in detail["sides"])
-    rest = frozenset(nodes) - set(targets)
-    return (frozenset(targets), rest) if targets and rest else ()
+def _groups(rec: Mapping[str, Any], nodes: Iterable[str]) -> tuple[frozenset[str], ...]:
+    """A partition's sides: ``sides`` as the runner writes it (``{"a": [...], "b": [...]}``,
+    or a list of lists; also under ``detail``), else the simulator's ``minority`` against
+    everyone else; none when neither is recorded."""
+    for where in (rec, rec.get("detail")):
+        sides = where.get("sides") if isinstance(where, Mapping) else None
+        if isinstance(sides, Mapping):
+            sides = list(sides.values())
+        if isinstance(sides, (list, tuple)) and all(isinstance(x, (list, tuple)) for x in sides):
+            return tuple(frozenset(map(str, side)) for side in sides)
+    minority = rec.get("minority")
+    if isinstance(minority, (list, tuple)):
+        rest = frozenset(nodes) - set(map(str, minority))
+        return (frozenset(map(str, minority)), rest) if minority and rest else ()
+    return ()
 
 
 def faults_from_records(records: Iterable[Mapping[str, Any]], nodes: Iterable[str] = (),
@@ -220,11 +228,7 @@ def faults_from_records(records: Iterable[Mapping[str, Any]], nodes: Iterable[st
                 end = float(g[t_key])
                 used.add(j)
                 break
-        groups = ()
-        if kind == "partition":
-            groups = _groups(r.get("detail"), targets, nodes)
-            if not groups and isinstance(r.get("minority"), list):   # the simulator's record
-                groups = _groups(None, tuple(map(str, r["minority"])), nodes)
+        groups = _groups(r, nodes) if kind == "partition" else ()
         out.append(Fault(kind, targets, float(r[t_key]), end, groups, r.get("trial")))
     return out
 
