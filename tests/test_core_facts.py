@@ -225,3 +225,15 @@ def test_round_check_is_true_only_with_two_post_samples_and_a_bound(rows, rho):
     else:
         assert r.within.valid is (r.post_skew_s <= r.bound_s)
         assert (r.exception is None) is (r.within.valid is True)
+
+
+def test_stepped_down_and_detected():
+    ss = [Sample(1.0, "n1", 0.0, state="LEADER"), Sample(2.0, "n1", None, state="unreachable"),
+          Sample(3.0, "n1", 0.0, state="FOLLOWER", master="n2"), Sample(2.5, "n2", 0.0, state="CANDIDATE")]
+    assert checker.stepped_down(ss, "n1", 0.0) == 3.0
+    assert checker.stepped_down(ss, "n1", 0.0, until=2.9) is None
+    assert checker.detected_by_observer(ss, 0.5, "n1") == 2.5
+    ch = [StateChange(2.0, "n1", "FOLLOWER", "START"), StateChange(2.4, "n3", "FOLLOWER", "START"),
+          StateChange(2.6, "n2", "FOLLOWER", "CANDIDATE")]
+    assert checker.detected(ch, 1.0, "n1") == 2.4          # the old master's own change does not count
+    assert checker.detected(ch, 2.5, "n1") == 2.6 and checker.detected(ch, 3.0, "n1") is None

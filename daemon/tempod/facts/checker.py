@@ -20,6 +20,8 @@ Definitions (docs/core.md "Failover facts", docs/analysis.md "Headline numbers")
 * **detected**: the first ``state`` change after the fault by another node that leaves
   FOLLOWER (the observer's view, a cross-check: its first answer from another node
   that is not a FOLLOWER of the old master).
+* **stepped down**: a master that was away answers the observer in a state other than
+  LEADER (``stepped_down``).
 * **new master**: the first node other than the faulted master that *becomes* master
   strictly after the fault -- a ``state`` transition into LEADER from any state other
   than LEADER or CONFLICT; ``to_new_master_s = new_master_t - fault_t``.  **first
@@ -173,6 +175,16 @@ def detected_by_observer(samples: Iterable[Sample], fault_t: float, old: str | N
     than ``old`` that is not a FOLLOWER of ``old`` (lags the logs by up to one sweep)."""
     ts = [s.t for s in samples if s.node != old and s.t > fault_t and (until is None or s.t <= until)
           and s.state not in (None, "unreachable") and not (s.state == "FOLLOWER" and s.master == old)]
+    return min(ts) if ts else None
+
+
+def stepped_down(samples: Iterable[Sample], node: str, since: float,
+                 until: float | None = None) -> float | None:
+    """When a master that was away (a SIGSTOP, a partition's minority) stepped down: the
+    first answer of ``node`` after ``since`` in a state other than LEADER (every answer
+    counts, superseded retries too: a state is a state, whatever its bound)."""
+    ts = [s.t for s in samples if s.node == node and s.t > since and (until is None or s.t <= until)
+          and s.state not in (None, "unreachable", "LEADER")]
     return min(ts) if ts else None
 
 

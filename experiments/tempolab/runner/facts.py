@@ -128,8 +128,8 @@ def pause(samples: list[Sample], stop_t: float, cont_t: float, old: str, nodes: 
     after = sorted((s for s in samples if s["t_ref"] > cont_t and (until is None or s["t_ref"] <= until)),
                    key=lambda s: s["t_ref"])
     was_leader = [s for s in after if s["node"] == old and s.get("state") == "LEADER"]
-    down = next((s["t_ref"] for s in after if s["node"] == old
-                 and s.get("state") not in (None, "unreachable", "LEADER")), None)
+    answers = [x for x in (history.sample(s) for s in after) if x is not None]
+    down = checker.stepped_down(answers, old, cont_t, until)
     out["old_master_seen_leader_after_cont"] = bool(was_leader)
     out["old_master_stepped_down_t"] = down
     bad = two_masters_after(after, cont_t + settle_s)
