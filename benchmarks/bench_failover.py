@@ -1,12 +1,12 @@
 """Failover with master heartbeats: fault -> new master, and master changes without a fault.
 
-Every figure uses the one definition of ``tempod.failover`` (the first node other than
+Every figure uses the one definition of ``tempod.facts.checker`` (the first node other than
 the faulted master that becomes master after the fault; its first round after that).
 
 Parts (any combination; each prints its numbers, the command line and the load):
 
-* ``--sim``: the simulator over many seeds, 5 nodes, SIGKILL-like (kill-master) and
-  SIGSTOP-like (pause-master) faults, default timers and the ``fast`` profile, at 0, 5
+* ``--sim``: the simulator over many seeds, 5 nodes, SIGKILL-like (kill) and
+  SIGSTOP-like (stop) faults, default timers and the ``fast`` profile, at 0, 5
   and 20 % loss: fault -> new master p50 / p99 / max.  Targets: p99 < 2 s (defaults)
   and < 0.5 s (fast) without loss.
 * ``--quiet``: 1 simulated hour, 20 % loss on every datagram, no fault, defaults,
@@ -86,15 +86,15 @@ def _quiet_run(args: tuple) -> dict:
 
 def sim_part(a: argparse.Namespace, pool) -> dict:
     out = {}
-    print(f"== simulator: kill-master + pause-master, 5 nodes, {a.seeds} seeds x 4 faults per setting "
+    print(f"== simulator: kill + stop, 5 nodes, {a.seeds} seeds x 4 faults per setting "
           f"(load {_load()})")
     for prof in ("default", "fast"):
         for loss in (0.0, 0.05, 0.2):
-            jobs = [(s, 5, loss, PROFILES[prof], ("kill-master", "pause-master") * 2) for s in range(a.seeds)]
+            jobs = [(s, 5, loss, PROFILES[prof], ("kill", "stop") * 2) for s in range(a.seeds)]
             t0 = time.perf_counter()
             res = pool.map(_fault_run, jobs)
             row = {}
-            for kind in ("kill-master", "pause-master"):
+            for kind in ("kill", "stop"):
                 vals = [x[1] for r in res for x in r["failovers"] if x[0] == kind and x[1] is not None]
                 none = sum(1 for r in res for x in r["failovers"] if x[0] == kind and x[1] is None)
                 rounds = [x[2] for r in res for x in r["failovers"] if x[0] == kind and x[2] is not None]
@@ -141,7 +141,7 @@ def sweep_part(a: argparse.Namespace, pool) -> list[dict]:
         for kmin, kmax in SWEEP_TIMEOUT_BEATS:
             extra = {"heartbeat_interval_s": hb, "master_timeout_min_s": kmin * hb, "master_timeout_max_s": kmax * hb}
             for loss in SWEEP_LOSSES:
-                jobs = [(s, 5, loss, extra, ("kill-master", "pause-master") * 3) for s in range(a.seeds)]
+                jobs = [(s, 5, loss, extra, ("kill", "stop") * 3) for s in range(a.seeds)]
                 res = pool.map(_fault_run, jobs)
                 vals = [x[1] for r in res for x in r["failovers"] if x[1] is not None]
                 hours = sum(r["quiet_s"] for r in res) / 3600.0
@@ -198,13 +198,13 @@ def _figure(rows: list[dict], path: Path) -> None:
 def lab_part(a: argparse.Namespace) -> dict:
     """Per sweep point of a lab run folder: fault -> new master / first round recomputed
     from the collected daemon logs through the analysis (``failovers_table``, which
-    calls tempod.failover), so folders written by an older runner get the same
+    calls tempod.facts.checker), so folders written by an older runner get the same
     definition; the observer's first LEADER sample is shown as a cross-check."""
     from tempolab.analysis.load import load_run
     from tempolab.analysis.tables import build_tables
 
     out = {}
-    print(f"== lab run folders (tempod.failover definition, from the daemon logs), load {_load()}")
+    print(f"== lab run folders (tempod.facts.checker definition, from the daemon logs), load {_load()}")
     for d in a.lab:
         p = Path(d) / "trials.jsonl"
         if not p.exists():

@@ -24,10 +24,10 @@ import traceback
 from tempod.sim import SimConfig, run
 
 MIXES: tuple[tuple[str, ...], ...] = (
-    ("kill-master",), ("pause-master",), ("partition",), ("loss",),
-    ("kill-master", "partition"), ("pause-master", "partition"), ("partition", "kill-master"),
-    ("kill-master", "pause-master"), ("loss", "kill-master"), ("partition", "loss"),
-    ("kill-master", "pause-master", "partition", "loss"),
+    ("kill",), ("stop",), ("partition",), ("loss",),
+    ("kill", "partition"), ("stop", "partition"), ("partition", "kill"),
+    ("kill", "stop"), ("loss", "kill"), ("partition", "loss"),
+    ("kill", "stop", "partition", "loss"),
 )
 # Small groups are cheap and where elections collide most; a few large ones per cycle.
 SIZES = (3, 4, 5, 6, 7, 9, 12, 16, 3, 5, 24, 32)

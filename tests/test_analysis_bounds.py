@@ -8,16 +8,17 @@ import math
 import pandas as pd
 import pytest
 
+from tempod.facts import checker
 from tempolab.analysis import summary as summ
 
 
 def test_slew_remaining_follows_the_clock_discipline():
     # 500 ppm slew: 1 ms left of 2 ms after 2 s; a forward SETTIME steps; a backward one holds at half speed
-    assert summ.slew_remaining_s(0.002, "adjtime", 2.0) == pytest.approx(0.001)
-    assert summ.slew_remaining_s(-0.002, "master", 10.0) == 0.0
-    assert summ.slew_remaining_s(0.005, "settime", 0.01) == 0.0
-    assert summ.slew_remaining_s(-0.005, "settime", 0.004) == pytest.approx(0.003)
-    assert summ.slew_remaining_s(float("nan"), "adjtime", 1.0) == 0.0
+    assert checker.slew_remaining_s(0.002, "adjtime", 2.0) == pytest.approx(0.001)
+    assert checker.slew_remaining_s(-0.002, "master", 10.0) == 0.0
+    assert checker.slew_remaining_s(0.005, "settime", 0.01) == 0.0
+    assert checker.slew_remaining_s(-0.005, "settime", 0.004) == pytest.approx(0.003)
+    assert checker.slew_remaining_s(float("nan"), "adjtime", 1.0) == 0.0
 
 
 def _round(rid, nodes):

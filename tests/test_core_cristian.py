@@ -231,7 +231,7 @@ def test_sim_cristian_keeps_clients_with_the_server_and_never_runs_backwards():
 
 @pytest.mark.sim
 def test_sim_cristian_dead_server_is_no_violation_and_nobody_takes_over():
-    r = _sim(faults=("kill-master",))
+    r = _sim(faults=("kill",))
     assert r["ok"], r["invariants"]
     (fo,) = r["figures"]["failovers"]
     assert fo["old_master"] == "n1" and fo["new_master"] is None
@@ -239,7 +239,7 @@ def test_sim_cristian_dead_server_is_no_violation_and_nobody_takes_over():
 
 @pytest.mark.sim
 def test_sim_cristian_is_deterministic_per_seed():
-    a, b = _sim(faults=("kill-master",)), _sim(faults=("kill-master",))
+    a, b = _sim(faults=("kill",)), _sim(faults=("kill",))
     a.pop("perf"), b.pop("perf")
     assert a == b
 
@@ -248,7 +248,7 @@ def test_sim_cristian_is_deterministic_per_seed():
 def test_sim_berkeley_still_reports_a_stuck_cluster():
     # the exemption is Cristian's alone: the Berkeley simulator still elects after a kill
     r = run(SimConfig(nodes=5, duration_s=120.0, seed=3, drift_ppm=200.0, round_interval_s=2.0,
-                      faults=("kill-master",)))
+                      faults=("kill",)))
     assert r["ok"] and r["figures"]["failovers"][0]["new_master"] not in (None, "n1")
 
 

@@ -12,9 +12,9 @@ from tempod.sim import SimConfig, Simulation, run
 
 pytestmark = pytest.mark.sim  # tier: real cores on the simulator / the in-memory cluster
 
-MIXES = [("kill-master",), ("pause-master",), ("partition",), ("loss",),
-         ("kill-master", "pause-master", "partition", "loss"), ("partition", "kill-master"),
-         ("pause-master", "partition")]
+MIXES = [("kill",), ("stop",), ("partition",), ("loss",),
+         ("kill", "stop", "partition", "loss"), ("partition", "kill"),
+         ("stop", "partition")]
 
 
 def _strip_perf(r: dict) -> dict:
@@ -23,17 +23,17 @@ def _strip_perf(r: dict) -> dict:
 
 def test_same_seed_same_output_and_seed_matters():
     sc = SimConfig(nodes=5, duration_s=400, seed=11, loss=0.05, jitter_ms=0.5,
-                   faults=("kill-master",), wire=True)
+                   faults=("kill",), wire=True)
     a, b = run(sc), run(sc)
     assert json.dumps(_strip_perf(a), sort_keys=True) == json.dumps(_strip_perf(b), sort_keys=True)
     c = run(SimConfig(nodes=5, duration_s=400, seed=12, loss=0.05, jitter_ms=0.5,
-                      faults=("kill-master",), wire=True))
+                      faults=("kill",), wire=True))
     assert json.dumps(_strip_perf(a), sort_keys=True) != json.dumps(_strip_perf(c), sort_keys=True)
 
 
 def test_same_seed_same_output_with_every_fault_and_loss():
     sc = SimConfig(nodes=9, duration_s=900, seed=23, loss=0.1, jitter_ms=0.5, drift_ppm=10_000,
-                   faults=("kill-master", "pause-master", "partition", "loss"))
+                   faults=("kill", "stop", "partition", "loss"))
     a, b = run(sc), run(sc)
     assert a["faults"] and a["figures"]["messages_dropped"] > 0
     assert json.dumps(_strip_perf(a), sort_keys=True) == json.dumps(_strip_perf(b), sort_keys=True)
@@ -65,7 +65,7 @@ def test_fast_paths_give_the_same_result_as_the_plain_ones(monkeypatch):
     from tempod.sim import engine
 
     sc = SimConfig(nodes=12, duration_s=700, seed=8, loss=0.05, jitter_ms=0.5, drift_ppm=1000,
-                   faults=("partition", "kill-master"))
+                   faults=("partition", "kill"))
     fast = run(sc)
     monkeypatch.setattr(engine.Simulation, "_broadcast", _naive_broadcast)
     monkeypatch.setattr(engine, "_cache_linear", lambda sn: None)
@@ -98,11 +98,11 @@ def test_ten_percent_drift_ten_second_rounds_skew_well_under_1ms():
 
 
 def test_returning_paused_master_steps_down():
-    sim = Simulation(SimConfig(nodes=5, duration_s=200, seed=4, faults=("pause-master",)))
+    sim = Simulation(SimConfig(nodes=5, duration_s=200, seed=4, faults=("stop",)))
     r = sim.run()
     assert r["ok"]
-    (start,) = [x for x in r["faults"] if x["kind"] == "pause-master"]
-    (resume,) = [x for x in r["faults"] if x["kind"] == "resume"]
+    (start,) = [x for x in r["faults"] if x["kind"] == "stop" and x["phase"] == "start"]
+    (resume,) = [x for x in r["faults"] if x["kind"] == "stop" and x["phase"] == "end"]
     old = start["target"]
     new = r["figures"]["failovers"][0]["new_master"]
     assert new != old
@@ -116,7 +116,7 @@ def test_ineligible_nodes_never_lead():
     inel = ("n1", "n2", "n3")
     for seed in range(5):
         sim = Simulation(SimConfig(nodes=5, duration_s=500, seed=seed, ineligible=inel,
-                                   faults=("kill-master",)))
+                                   faults=("kill",)))
         r = sim.run()
         assert r["ok"], r["invariants"]
         assert not [x for x in sim.state_log if x[1] in inel and x[3] in ("LEADER", "CANDIDATE", "CONFLICT")]
@@ -130,7 +130,7 @@ def test_config_errors_are_clear():
     with pytest.raises(ValueError, match="unknown fault"):
         SimConfig(faults=("meteor",))
     with pytest.raises(ValueError, match="too short"):
-        Simulation(SimConfig(duration_s=50, faults=("kill-master",)))
+        Simulation(SimConfig(duration_s=50, faults=("kill",)))
 
 
 def test_cli_human_json_and_exit_codes(capsys, monkeypatch):
@@ -186,7 +186,7 @@ def test_sweep_replay_command_rebuilds_the_same_config():
 # treated a contender that never answered as gone. It now sends it QUIT as well.
 def test_sweep_seed_3636_two_masters_after_loss_induced_election():
     r = run(SimConfig(nodes=3, duration_s=318, seed=3636, drift_ppm=100, loss=0.2, jitter_ms=0.5,
-                      faults=("partition", "kill-master")))
+                      faults=("partition", "kill")))
     assert r["invariants"]["one_master"]["ok"], r["invariants"]["one_master"]["first_violation"]
 
 
@@ -228,7 +228,7 @@ def test_stable_master_invariant_catches_a_master_change():
 @pytest.mark.parametrize("profile,bound_s", [("default", 2.0), ("fast", 0.5)])
 def test_kill_master_failover_within_profile_bound(profile, bound_s):
     r = run(SimConfig(nodes=5, duration_s=400, seed=9, profile=profile, jitter_ms=0.5,
-                      faults=("kill-master", "pause-master")))
+                      faults=("kill", "stop")))
     assert r["ok"], {k: v["first_violation"] for k, v in r["invariants"].items() if not v["ok"]}
     fos = r["figures"]["failovers"]
     assert len(fos) == 2
@@ -244,25 +244,28 @@ def test_kill_master_failover_within_profile_bound(profile, bound_s):
 # count and first violation, datagram counts and the number of events popped), not the
 # summary built from it, so a change of how figures are computed does not touch them.
 # A deliberate change of behaviour (protocol, network model) changes them: update the
-# digests in the same commit and say why.
+# digests in the same commit and say why.  2026-12-02 (issue 10, one fault vocabulary):
+# the fault log names its faults kill / stop and each end by its fault's kind with phase
+# "end" (was kill-master / pause-master, restart / resume / heal / loss-end); the trace
+# with the old names mapped back gives the earlier digests, every one.
 
 DIGEST_CONFIGS = [
-    ("40 nodes, kill + partition, 5% loss", "02c7ec51252bbb60",
-     SimConfig(nodes=40, duration_s=420, seed=3, loss=0.05, jitter_ms=0.5, faults=("kill-master", "partition"))),
-    ("7 nodes, 10% drift, every fault", "3ee8251980acfd34",
+    ("40 nodes, kill + partition, 5% loss", "f6eec4adec45f6b6",
+     SimConfig(nodes=40, duration_s=420, seed=3, loss=0.05, jitter_ms=0.5, faults=("kill", "partition"))),
+    ("7 nodes, 10% drift, every fault", "186c6cc9b43c01b7",
      SimConfig(nodes=7, duration_s=900, seed=23, loss=0.05, jitter_ms=0.5, drift_ppm=100_000,
-               faults=("kill-master", "pause-master", "partition", "loss"))),
-    ("5 nodes, wire", "079fbbeab7a8d815",
-     SimConfig(nodes=5, duration_s=400, seed=11, loss=0.05, jitter_ms=0.5, faults=("kill-master",), wire=True)),
-    ("16 nodes, wander, ineligible, 10% loss", "4bdbb8141f90606e",
+               faults=("kill", "stop", "partition", "loss"))),
+    ("5 nodes, wire", "1eb934c430654805",
+     SimConfig(nodes=5, duration_s=400, seed=11, loss=0.05, jitter_ms=0.5, faults=("kill",), wire=True)),
+    ("16 nodes, wander, ineligible, 10% loss", "49935009c05e7653",
      SimConfig(nodes=16, duration_s=400, seed=4, loss=0.1, wander_ppm_per_sqrt_s=0.5, ineligible=("n1", "n2"),
-               faults=("pause-master", "kill-master"))),
+               faults=("stop", "kill"))),
     # jitter (up to 80 ms) above the fast profile's 50 ms heartbeat: heartbeats overtake
-    ("9 nodes, fast profile, 20% loss, 80 ms jitter", "35614beda59fabe0",
+    ("9 nodes, fast profile, 20% loss, 80 ms jitter", "541237702b57780e",
      SimConfig(nodes=9, duration_s=180, seed=6, profile="fast", loss=0.2, jitter_ms=80.0,
-               faults=("pause-master", "kill-master"))),
-    ("6 nodes, cristian", "c4b3da6cc6df647f",
-     SimConfig(nodes=6, duration_s=300, seed=2, protocol="cristian", loss=0.05, faults=("kill-master",))),
+               faults=("stop", "kill"))),
+    ("6 nodes, cristian", "8d471386d2d60c42",
+     SimConfig(nodes=6, duration_s=300, seed=2, protocol="cristian", loss=0.05, faults=("kill",))),
 ]
 
 
@@ -298,7 +301,7 @@ def test_held_passive_deliveries_change_nothing(monkeypatch):
 
     monkeypatch.setattr(discipline.SoftwareClock, "corrected", backwards_at_100s)
     sc = SimConfig(nodes=30, duration_s=400, seed=7, loss=0.05, jitter_ms=0.5,
-                   faults=("kill-master", "pause-master"))
+                   faults=("kill", "stop"))
     held = Simulation(sc)
     r_held = held.run()
     assert held._held_events > 10_000            # most deliveries were held

@@ -135,7 +135,7 @@ def test_steady():
 
 
 def test_failover_new_master_by_the_shared_definition_from_logs():
-    # The log's state change is the definition (tempod.failover); the observer saw it a
+    # The log's state change is the definition (tempod.facts.checker); the observer saw it a
     # sweep later and stays as obs_new_master_t.  A CONFLICT -> LEADER is not a new master.
     tl = timeline([
         (0, {"n1": "L", "n2": "F:n1", "n3": "F:n1"}),

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="simulate N nodes (real election + Berkeley code) under faults, check invariants",
         description=__doc__,
         epilog="example: tempo sim --nodes 7 --duration 900 --seed 3 --drift-ppm 100000 "
-               "--faults kill-master,pause-master,partition,loss",
+               "--faults kill,stop,partition,loss",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--nodes", type=int, default=5, help="number of nodes (default 5)")
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jitter-ms", type=float, default=0.05, help="+ uniform jitter (default 0.05)")
     p.add_argument("--round-interval", type=float, default=10.0, help="seconds between rounds (default 10)")
     p.add_argument("--profile", default="default", help="timer profile: default or fast (tempod.nodeconfig.PROFILES)")
-    p.add_argument("--faults", default="", help="comma list: kill-master,pause-master,partition,loss")
+    p.add_argument("--faults", default="", help="comma list: kill,stop,partition,loss (the master; old names kill-master, pause-master accepted)")
     p.add_argument("--ineligible", default="", help="comma list of node names with master_eligible=false")
     p.add_argument("--wire", action="store_true", help="round-trip every message through wire.encode/decode")
     p.add_argument("--protocol", choices=("berkeley", "cristian"), default="berkeley",

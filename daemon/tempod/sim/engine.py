@@ -41,19 +41,19 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from .. import failover, wire
+from .. import wire
 from ..actions import Broadcast, Log, Reply, Send
 from ..clocks import SimClock
 from ..cristian import make_core
 from ..discipline import SoftwareClock
 from ..election import State
-from ..failover import RoundDone, StateChange
+from ..facts import checker, history
 from ..node import PASSIVE_TYPES, Node  # the type of SimNode.node (or a cristian.CristianNode)
 from ..nodeconfig import NodeConfig
 from .scenario import SimConfig
 
 _DELIVER, _TIMER, _FAULT, _SAMPLE, _CHECK, _BDELIVER = 0, 1, 2, 3, 4, 5
-_LEADING = (State.LEADER, State.CONFLICT)
+_LEADING = tuple(State(s) for s in sorted(history.MASTER_STATES))   # LEADER, CONFLICT
 
 
 @dataclass(slots=True)
@@ -390,8 +390,8 @@ class Simulation:
             quiet = self.t > self.settle_s and self.t - self.last_change > self.settle_s
             if quiet and f["to"] == "CANDIDATE":
                 self.spurious_candidacies += 1
-            if f["to"] in ("LEADER", "CONFLICT"):
-                if f["from"] not in ("LEADER", "CONFLICT"):
+            if f["to"] in history.MASTER_STATES:
+                if f["from"] not in history.MASTER_STATES:
                     if quiet:
                         self.spurious_master_changes += 1
                         self._violate("stable_master", f"{sn.name} became master ({f['cause']}) "
@@ -479,11 +479,11 @@ class Simulation:
         if target is not None and target.held:
             self._flush(target, self.t, self._key_seq)
         length = float(arg)  # type: ignore[arg-type]
-        if kind == "kill-master" and target is not None:
+        if kind == "kill" and target is not None:
             target.alive = False
             self.leaders.discard(target.idx)
             self._push(self.t + length, _FAULT, target.idx, ("restart", None))
-        elif kind == "pause-master" and target is not None:
+        elif kind == "stop" and target is not None:
             target.paused = True
             self._push(self.t + length, _FAULT, target.idx, ("resume", None))
         elif kind == "partition":
@@ -529,7 +529,8 @@ class Simulation:
             self.loss = self.sc.loss
         if sn is not None:
             self._touched(sn, self._deadline_if_live(sn))
-        self.fault_log.append({"t": round(self.t, 6), "kind": kind, "phase": "end",
+        # recorded as the end of its fault (one vocabulary: kill/stop/partition/loss, start/end)
+        self.fault_log.append({"t": round(self.t, 6), "kind": history.CLOSES[kind], "phase": "end",
                                "target": sn.name if sn else None})
 
     def _deliver(self, sn: SimNode, payload: object, src: int, hw: float) -> None:
@@ -710,15 +711,12 @@ class Simulation:
     # --- results ----------------------------------------------------------------------
 
     def _failovers(self) -> list[dict]:
-        """Fault -> new master / first round, by the one definition (``tempod.failover``)."""
-        changes = [StateChange(t, name, frm, to) for (t, name, frm, to) in self.state_log]
-        rounds = [RoundDone(r["t"], r["master"]) for r in self.rounds]
+        """Fault -> new master / first round of every fault but loss, by the one
+        definition (``tempod.facts.checker``) over the trace as a history."""
+        h = history.from_sim(self.state_log, self.rounds, self.fault_log, [c.name for c in self.cfgs])
         out = []
-        for rec in self.fault_log:
-            if rec["phase"] != "start" or rec["kind"] == "loss":
-                continue
-            fo = failover.measure(changes, rounds, rec["t"], rec["target"])
-            out.append({"kind": rec["kind"], "t": rec["t"], "old_master": rec["target"],
+        for f, fo in checker.failovers(h):
+            out.append({"kind": f.kind, "t": f.start, "old_master": fo.old_master,
                         "new_master": fo.new_master,
                         "to_new_master_s": None if fo.to_new_master_s is None else round(fo.to_new_master_s, 6),
                         "to_first_round_s": None if fo.to_first_round_s is None else round(fo.to_first_round_s, 6)})

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..facts.history import fault_kind
 from ..nodeconfig import PROFILES, NodeConfig, Peer
 from ..nodeconfig import default as _nd
 
-FAULT_KINDS = ("kill-master", "pause-master", "partition", "loss")
+# the simulator's faults in the one vocabulary (tempod.facts.history): kill and stop hit
+# the master; the old names kill-master / pause-master are accepted and mapped
+FAULT_KINDS = ("kill", "stop", "partition", "loss")
 
 
 @dataclass(frozen=True)
@@ -62,8 +65,10 @@ class SimConfig:
         if self.profile not in PROFILES:
             raise ValueError(f"unknown profile {self.profile!r}; choose from {', '.join(PROFILES)}")
         for f in self.faults:
-            if f not in FAULT_KINDS:
+            if fault_kind(f) not in FAULT_KINDS:
                 raise ValueError(f"unknown fault {f!r}; choose from {', '.join(FAULT_KINDS)}")
+        # frozen: the canonical names are stored once, so the engine and the summary see one vocabulary
+        object.__setattr__(self, "faults", tuple(fault_kind(f) for f in self.faults))
 
     # --- derived --------------------------------------------------------------------
 
@@ -120,8 +125,8 @@ class SimConfig:
         room to settle.  Raises ValueError if ``duration_s`` is too short for them."""
         ri, emax = cfg.round_interval_s, cfg.election_timeout_max_s
         warmup = 3.0 * ri + 2.0 * emax + 1.0
-        lengths = {"kill-master": 2.0 * ri + emax,     # down long enough for a new master
-                   "pause-master": 2.0 * ri + emax,    # resumed old master must step down
+        lengths = {"kill": 2.0 * ri + emax,     # down long enough for a new master
+                   "stop": 2.0 * ri + emax,     # resumed old master must step down
                    "partition": 3.0 * ri + 2.0 * emax,
                    "loss": 3.0 * ri}
         settle = self.settle_s(cfg)

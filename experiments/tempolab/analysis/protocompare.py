@@ -11,7 +11,7 @@ compare the same way.
 Definitions (per trial; the table gives the median over a protocol's trials):
 
 * sweep skew: max - min offset of the nodes that answered one observer sweep as LEADER
-  or FOLLOWER (the killed node is out while it is down), as :func:`runner.facts.skew_stats`.
+  or FOLLOWER (the killed node is out while it is down), as :func:`tempod.facts.checker.sweep_skew`.
 * steady window: from the end of warm-up to the first fault (the whole trial without one).
   ``skew_p50_s`` / ``skew_p99_s``: sweep skew percentiles there (tempod's "post-sync"
   and chrony's continuous tracking measured the same way); ``interval_max_skew_s``: the
@@ -57,6 +57,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+
+from tempod.facts import checker  # noqa: E402  (a sweep's skew: the one definition)
+from tempod.facts import history as fhistory  # noqa: E402
 
 from ..runschema import existing  # noqa: E402
 from .load import RunData, load_run  # noqa: E402
@@ -112,25 +115,16 @@ def sweep_table(samples: list[dict[str, Any]], t0: float, t_end: float,
 
     ``down``: (node, from, to) -- that node is left out while it is down.
     """
-    rows: dict[Any, list[tuple[float, float]]] = {}
-    for s in samples:
-        if s.get("superseded") or s.get("offset_s") is None:
-            continue
-        if s.get("state") not in ("LEADER", "FOLLOWER"):
-            continue
-        t = s["t_ref"]
-        if not t0 <= t <= t_end:
-            continue
-        if down is not None and s["node"] == down[0] and down[1] <= t <= down[2]:
-            continue
-        rows.setdefault(s.get("sweep", t), []).append((t, s["offset_s"]))
+    kept = [x for x in fhistory.observer_samples(samples)
+            if x.in_sync and x.state is not None and t0 <= x.t <= t_end
+            and not (down is not None and x.node == down[0] and down[1] <= x.t <= down[2])]
     out = []
-    for _k, g in rows.items():
-        if len(g) < 2:
+    for t, g in checker.sweeps(kept):
+        skew = checker.sweep_skew(g)    # the one definition of a sweep's skew
+        if skew is None:
             continue
-        offs = [o for _t, o in g]
-        out.append({"t_ref": min(t for t, _o in g), "skew_s": max(offs) - min(offs),
-                    "mean_offset_s": float(np.mean(offs)), "n": len(g)})
+        out.append({"t_ref": t, "skew_s": skew, "mean_offset_s": float(np.mean([x.offset_s for x in g])),
+                    "n": len(g)})
     df = pd.DataFrame(out, columns=["t_ref", "skew_s", "mean_offset_s", "n"])
     return df.sort_values("t_ref").reset_index(drop=True)
 

@@ -14,10 +14,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tempod.facts import checker   # the round bound, its exception classes, "between rounds"
+from tempod.facts.checker import EXCEPTION_CAUSES, SLEW_MAX_PPM, STEP_THRESHOLD_S
+
 from .load import RunData
 from .tables import UNSYNCED_STATE, Tables
 
-BETWEEN_ROUND_SLACK = 1.5   # a sweep counts as "between two regular rounds" up to 1.5 intervals after one
 DRIFT_FIELDS = ("drift_ppm", "max_drift_ppm", "rate_ppm")
 SIZE_FIELDS = ("cluster_size", "n_nodes", "nodes")
 
@@ -44,21 +46,6 @@ def max_drift_ppm(run: RunData) -> float:
     return math.nan
 
 
-SLEW_MAX_PPM = 500.0        # daemon defaults (daemon/tempod/config.py [clock]); the manifest may override
-STEP_THRESHOLD_S = 0.128
-HOLD_RATE = 0.5             # a backward SETTIME holds the clock at half speed (backward_slew_ppm 500000)
-
-EXCEPTION_CAUSES = {
-    "rejoin": "a node stepped by its first SETTIME after a restart (raw clock back in the group): its step and "
-              "the group's slew of the same round's average land at different speeds",
-    "observer": "the observer's post sample of a node has an error bound over 3x the run's median "
-                "(the probe was delayed: the sample, not the clocks, is off)",
-    "late_sample": "the observer's post sample came more than a quarter round after the corrections: the "
-                   "drift term of the bound assumes the drift rate, a frequency step in between is not in it",
-    "unexplained": "no stated cause: investigate",
-}
-
-
 def clock_params(manifest: dict[str, Any]) -> tuple[float, float]:
     """(slew_max_ppm, step_threshold_s) of the run's daemons."""
     suite = manifest.get("suite") if isinstance(manifest, dict) else None
@@ -69,69 +56,30 @@ def clock_params(manifest: dict[str, Any]) -> tuple[float, float]:
             float(step) if isinstance(step, (int, float)) else STEP_THRESHOLD_S)
 
 
-def slew_remaining_s(correction_s: float, kind: Any, lag_s: float, slew_max_ppm: float = SLEW_MAX_PPM,
-                     step_threshold_s: float = STEP_THRESHOLD_S) -> float:
-    """How much of a correction the daemon's clock has not absorbed ``lag_s`` after it was
-    applied (docs/clock.md): a slew runs at ``slew_max_ppm``; a forward step is
-    immediate; a backward SETTIME or a large backward correction holds at half speed."""
-    if not (isinstance(correction_s, (int, float)) and math.isfinite(correction_s)) or not math.isfinite(lag_s):
-        return 0.0
-    c, lag = float(correction_s), max(0.0, float(lag_s))
-    if kind == "settime" or abs(c) > step_threshold_s:
-        return 0.0 if c >= 0 else max(0.0, -c - HOLD_RATE * lag)
-    return max(0.0, abs(c) - slew_max_ppm * 1e-6 * lag)
-
-
 def round_summary(rounds: pd.DataFrame, rho_ppm: float, slew_max_ppm: float = SLEW_MAX_PPM,
                   step_threshold_s: float = STEP_THRESHOLD_S, obs_bound_median_s: float | None = None,
                   interval_s: float | None = None) -> pd.DataFrame:
-    """One row per round: observed pre/post skew (max - min offset of the round's nodes)
-    and the bound the post skew should respect:
-
-    ``bound = 2 max_i(daemon bound_i + observer bound_i) + 2 rho max_i(t_post_i - t_apply)
-    + (sum of the two largest slew_remaining_i)``
-
-    two nodes may each be off by their measurement error and the observer's, drift
-    apart at up to 2 rho while the observer reaches them, and may not have finished
-    absorbing their corrections (a slew at 500 ppm absorbs 1 ms in 2 s; the old bound,
-    without that term, is ``landed_bound_s``).  A round over the bound gets an
-    ``exception`` class with a stated cause (EXCEPTION_CAUSES) or ``unexplained``.
-    """
+    """One row per round: its observed pre/post skew, the bound the post skew should
+    respect, ``within_bound`` and the ``exception`` class of a round over it, by
+    ``tempod.facts.checker.round_check`` (the definition, docs/analysis.md);
+    ``landed_bound_s`` is the bound without the slew term."""
     cols = ["round_id", "round", "trial", "master", "t_ref", "nodes", "pre_skew_s", "post_skew_s",
             "landed_bound_s", "slew_remaining_s", "bound_s", "within_bound", "exception"]
     if rounds.empty:
         return pd.DataFrame(columns=cols)
-    rho = rho_ppm * 1e-6 if math.isfinite(rho_ppm) else 0.0
     rows = []
     for rid, g in rounds.groupby("round_id", sort=True):
-        pre, post = g["obs_pre_offset_s"].dropna(), g["obs_post_offset_s"].dropna()
-        err = (g["daemon_bound_s"].fillna(0.0) + g["obs_post_bound_s"]).dropna()
-        lag_i = g["obs_post_t_ref"] - g["t_apply"]
-        lag = lag_i.dropna()
-        post_skew = float(post.max() - post.min()) if len(post) >= 2 else math.nan
-        landed = (2 * float(err.max()) if len(err) else math.nan) + 2 * rho * (float(lag.max()) if len(lag) else 0.0)
-        rem = sorted((slew_remaining_s(c, k, lg, slew_max_ppm, step_threshold_s)
-                      for c, k, lg, po in zip(g["correction_s"], g["kind"], lag_i, g["obs_post_offset_s"])
-                      if isinstance(po, float) and math.isfinite(po)), reverse=True)
-        rem_s = float(sum(rem[:2]))
-        bound = landed + rem_s
-        within = (post_skew <= bound) if math.isfinite(post_skew) and math.isfinite(bound) else None
-        exception = None
-        if within is False:
-            if (g["kind"] == "settime").any():
-                exception = "rejoin"
-            elif obs_bound_median_s and (g["obs_post_bound_s"] > 3 * obs_bound_median_s).any():
-                exception = "observer"
-            elif interval_s and len(lag) and float(lag.max()) > interval_s / 4:
-                exception = "late_sample"
-            else:
-                exception = "unexplained"
+        members = [checker.RoundMember(k, c, db, pre, po, pb, lag) for k, c, db, pre, po, pb, lag in zip(
+            g["kind"], g["correction_s"], g["daemon_bound_s"], g["obs_pre_offset_s"], g["obs_post_offset_s"],
+            g["obs_post_bound_s"], g["obs_post_t_ref"] - g["t_apply"])]
+        rc = checker.round_check(members, rho_ppm, slew_max_ppm, step_threshold_s, obs_bound_median_s, interval_s)
         first = g.iloc[0]
         rows.append({"round_id": rid, "round": first["round"], "trial": first["trial"], "master": first["master"],
-                     "t_ref": first["t_ref"], "nodes": int(len(g)),
-                     "pre_skew_s": float(pre.max() - pre.min()) if len(pre) >= 2 else math.nan,
-                     "post_skew_s": post_skew, "landed_bound_s": landed, "slew_remaining_s": rem_s,
-                     "bound_s": bound, "within_bound": within, "exception": exception})
+                     "t_ref": first["t_ref"], "nodes": int(len(g)), "pre_skew_s": rc.pre_skew_s,
+                     "post_skew_s": rc.post_skew_s, "landed_bound_s": rc.landed_bound_s,
+                     "slew_remaining_s": rc.slew_remaining_s, "bound_s": rc.bound_s,
+                     "within_bound": rc.within.valid if isinstance(rc.within.valid, bool) else None,
+                     "exception": rc.exception})
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -154,13 +102,15 @@ def bound_exceptions(rs: pd.DataFrame) -> dict[str, Any]:
 
 
 def between_round_sweeps(sweeps: pd.DataFrame, interval_s: float) -> pd.DataFrame:
-    """Sweeps while a master keeps its regular rounds: after that master's round, within
-    1.5 round intervals of it, and with that master still the (single) leader."""
+    """Sweeps while a master keeps its regular rounds (``checker.between_rounds``: after
+    that master's round, within 1.5 round intervals of it, that master still the single
+    leader), with a skew."""
     if sweeps.empty or "since_round_s" not in sweeps:
         return sweeps.iloc[0:0]
-    ok = (sweeps["since_round_s"] >= 0) & (sweeps["since_round_s"] <= BETWEEN_ROUND_SLACK * interval_s)
-    ok &= sweeps["leader"].astype("string") == sweeps["round_master"].astype("string")
-    return sweeps[ok.fillna(False).astype(bool) & sweeps["max_skew_s"].notna()]
+    ok = [checker.between_rounds(float(d), interval_s, lead if isinstance(lead, str) else None,
+                                 rm if isinstance(rm, str) else None)
+          for d, lead, rm in zip(sweeps["since_round_s"], sweeps["leader"], sweeps["round_master"])]
+    return sweeps[pd.Series(ok, index=sweeps.index, dtype=bool) & sweeps["max_skew_s"].notna()]
 
 
 def trial_levels(run: RunData, t: Tables) -> pd.DataFrame:
@@ -285,7 +235,9 @@ def resync_times(t: Tables) -> pd.DataFrame:
     f, s = t.faults, t.samples
     if f.empty or s.empty:
         return pd.DataFrame(columns=cols)
-    ends = f[((f["kind"] == "kill") & (f["phase"] == "end")) | (f["kind"] == "restart")]
+    # a kill's end, a restart fault's start, or an older folder's phase-less "restart" record
+    # (tempod.facts.history vocabulary); a restart fault's end ("service start", a no-op) is not one
+    ends = f[((f["kind"] == "kill") & (f["phase"] == "end")) | ((f["kind"] == "restart") & (f["phase"] != "end"))]
     rows = []
     for _, e in ends.iterrows():
         for node in e["targets"]:

@@ -26,14 +26,14 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from tempod import failover as tfailover   # the one definition of fault -> new master / first round
+from tempod.facts import checker   # the one definition of fault -> new master / first round
+from tempod.facts import history as fhistory   # the fault vocabulary and the history's record types
 
 from .load import RunData, node_sort_key
 
 IN_SYNC_STATES = ("LEADER", "FOLLOWER")
 UNSYNCED_STATE = "UNSYNCED"   # FOLLOWER not yet corrected since its daemon started (NTP refid UNSY)
 DEFAULT_ROUND_INTERVAL_S = 10.0
-FAULT_KINDS_FAILOVER = {"kill": "kill", "stop": "stop", "pause": "stop"}
 
 SAMPLE_COLUMNS = ["t_ref", "trial", "node", "offset_s", "bound_s", "rtt_s", "state", "master", "stratum",
                   "responded", "in_sync", "sweep", "skew_s"]
@@ -91,35 +91,14 @@ def faults_table(run: RunData) -> pd.DataFrame:
 
 
 def fault_windows(faults: pd.DataFrame, t_last: float) -> pd.DataFrame:
-    """[start, end] of each fault: a ``start`` paired with the next ``end`` of the same
-    kind and targets; kill/stop end at the matching restart/cont; an unpaired start runs
-    to ``t_last`` (the end of the data)."""
-    closers = {"kill": ("restart",), "stop": ("cont",), "partition": ("heal",)}
-    rows = []
-    used: set[int] = set()
-    for i, f in faults.iterrows():
-        if f["phase"] == "end" or f["kind"] in ("restart", "cont", "heal"):
-            continue
-        end = math.nan
-        for j in range(i + 1, len(faults)):
-            g = faults.iloc[j]
-            if j in used or g["t_ref"] < f["t_ref"]:
-                continue
-            fid, gid = f.get("fault_id"), g.get("fault_id")
-            if fid is not None and not _isnan(fid):
-                # contract: one start and one end per fault, same kind and fault_id
-                if gid == fid and g["phase"] == "end" and g.get("trial") == f.get("trial"):
-                    end = g["t_ref"]
-                    used.add(j)
-                    break
-                continue
-            same_targets = set(g["targets"]) == set(f["targets"]) or not g["targets"]
-            if same_targets and ((g["kind"] == f["kind"] and g["phase"] == "end") or g["kind"] in closers.get(f["kind"], ())):
-                end = g["t_ref"]
-                used.add(j)
-                break
-        rows.append({"kind": f["kind"], "targets": ",".join(map(str, f["targets"])), "t_start": f["t_ref"],
-                     "t_end": end if not math.isnan(end) else t_last, "closed": not math.isnan(end)})
+    """[start, end] of each fault, paired as ``tempod.facts.history.faults_from_records``
+    does (a start with the end of the same fault_id, else the next end or closing
+    record of the same kind and targets); an unpaired start runs to ``t_last`` (the
+    end of the data)."""
+    recs = [{k: v for k, v in r.items() if not _isnan(v)} for r in faults.to_dict("records")]
+    rows = [{"kind": f.kind, "targets": ",".join(f.targets), "t_start": f.start,
+             "t_end": f.end if f.end is not None else t_last, "closed": f.end is not None}
+            for f in fhistory.faults_from_records(recs)]
     return pd.DataFrame(rows, columns=["kind", "targets", "t_start", "t_end", "closed"])
 
 
@@ -207,7 +186,6 @@ def sweeps_table(samples: pd.DataFrame) -> pd.DataFrame:
     if samples.empty:
         return pd.DataFrame(columns=cols)
     g = samples.groupby("sweep", sort=True)
-    sync = samples[samples["in_sync"]].groupby("sweep")["offset_s"]
     leaders = samples[samples["state"] == "LEADER"].groupby("sweep")["node"].agg(lambda s: ",".join(sorted(set(s), key=node_sort_key)))
     out = pd.DataFrame({
         "trial": g["trial"].first(),
@@ -215,8 +193,16 @@ def sweeps_table(samples: pd.DataFrame) -> pd.DataFrame:
         "nodes": g["responded"].sum().astype(int),
         "in_sync": samples.groupby("sweep")["in_sync"].sum().astype(int),
     })
-    out["max_skew_s"] = (sync.max() - sync.min()).reindex(out.index)
-    out.loc[out["in_sync"] < 2, "max_skew_s"] = np.nan
+    # a sweep's skew: tempod.facts.checker.sweep_skew over its samples (the one definition)
+    by_sweep: dict[Any, list[fhistory.Sample]] = {}
+    for sw, t, node, off, st in zip(samples["sweep"], samples["t_ref"], samples["node"], samples["offset_s"],
+                                    samples["state"]):
+        by_sweep.setdefault(sw, []).append(fhistory.Sample(
+            float(t), str(node), None if off is None or _isnan(off) else float(off), None,
+            st if isinstance(st, str) else None))
+    skew = {sw: checker.sweep_skew(g_) for sw, g_ in by_sweep.items()}
+    out["max_skew_s"] = pd.Series({sw: np.nan if v is None else v for sw, v in skew.items()},
+                                  dtype=float).reindex(out.index)
     out["leader"] = leaders.reindex(out.index)
     return out.reset_index()[cols]
 
@@ -353,26 +339,12 @@ FAILOVER_COLUMNS = ["trial", "kind", "target", "fault_t", "detect_t", "new_maste
                     "log_new_master_t", "log_first_round_t", "source", "consistent"]
 
 
-def _first(df: pd.DataFrame, mask: pd.Series) -> pd.Series | None:
-    hit = df[mask]
-    return None if hit.empty else hit.iloc[0]
-
-
-def _history(ev: pd.DataFrame) -> tuple[list[tfailover.StateChange], list[tfailover.RoundDone]]:
-    """The events table as tempod.failover's history (state changes, rounds)."""
-    changes: list[tfailover.StateChange] = []
-    rounds: list[tfailover.RoundDone] = []
+def _history(ev: pd.DataFrame) -> tuple[list[fhistory.StateChange], list[fhistory.RoundDone]]:
+    """The events table as the facts' history (state changes, rounds)."""
     if ev.empty:
-        return changes, rounds
-    frm = ev["from"] if "from" in ev else pd.Series([None] * len(ev), index=ev.index)
-    for e, node, t, to, f, m in zip(ev["ev"], ev["node"], ev["t_ref"], ev["to"], frm, ev["master"]):
-        if not isinstance(t, (int, float)) or not math.isfinite(t):
-            continue
-        if e == "state" and isinstance(to, str):
-            changes.append(tfailover.StateChange(float(t), str(node), f if isinstance(f, str) else None, to))
-        elif e == "round":
-            rounds.append(tfailover.RoundDone(float(t), m if isinstance(m, str) else str(node)))
-    return changes, rounds
+        return [], []
+    cols = [c for c in ("ev", "node", "t_ref", "from", "to", "master") if c in ev]
+    return fhistory.events_from_rows(ev[cols].to_dict("records"))
 
 
 def failovers_table(trials: pd.DataFrame, faults: pd.DataFrame, events: pd.DataFrame, samples: pd.DataFrame,
@@ -396,8 +368,8 @@ def failovers_table(trials: pd.DataFrame, faults: pd.DataFrame, events: pd.DataF
                 # the fault record says what really happened (a pause may be recorded with kill_t)
                 match = faults[(faults["phase"] != "end") & ((faults["t_ref"] - float(v)).abs() < 1.0)
                                & faults["targets"].apply(lambda ts, tg=target: tg in [str(x) for x in ts])]
-                if not match.empty and str(match.iloc[0]["kind"]) in FAULT_KINDS_FAILOVER:
-                    kind = FAULT_KINDS_FAILOVER[str(match.iloc[0]["kind"])]
+                if not match.empty and fhistory.fault_kind(str(match.iloc[0]["kind"])) in fhistory.MASTER_FAULTS:
+                    kind = fhistory.fault_kind(str(match.iloc[0]["kind"]))
                 rows.append({"trial": tr["trial"], "kind": kind or tr.get("fault_kind") or "fault", "fault_t": float(v),
                              "target": target, "detect_t": tr.get("detect_t"), "new_master": tr.get("new_master"),
                              "new_master_t": tr.get("new_master_t"), "first_round_t": tr.get("first_round_t"),
@@ -405,7 +377,8 @@ def failovers_table(trials: pd.DataFrame, faults: pd.DataFrame, events: pd.DataF
                 seen.add((tr["trial"], round(float(v), 3)))
                 break
     for _, f in faults.iterrows():
-        kind = FAULT_KINDS_FAILOVER.get(str(f["kind"]))
+        kind = fhistory.fault_kind(str(f["kind"]))
+        kind = kind if kind in fhistory.MASTER_FAULTS else None
         if not isinstance(f["t_ref"], float):
             continue
         if kind is None or f["phase"] == "end" or not math.isfinite(f["t_ref"]):
@@ -429,19 +402,16 @@ def failovers_table(trials: pd.DataFrame, faults: pd.DataFrame, events: pd.DataF
             if row[k] is not None and (_isnan(row[k]) or row[k] is pd.NA):
                 row[k] = None
         t0, target = row["fault_t"], row["target"]
-        later = ev[(ev["t_ref"] > t0) & (ev["node"] != target)]
-        cand = _first(later, ((later["ev"] == "state") & (later["to"] == "CANDIDATE"))
-                      | ((later["ev"] == "election") & (later["phase"] == "candidate")))
-        # fault -> new master / first round: the one definition (tempod.failover)
-        log_fo = tfailover.measure(changes, rounds, t0, target)
+        # fault -> new master / first round: the one definition (tempod.facts.checker)
+        log_fo = checker.failover(changes, rounds, t0, target)
         log_nm = log_fo.new_master
         nm = row["new_master"] or log_nm
         log_round = (log_fo.first_round_t if nm == log_nm
-                     else tfailover.first_round(rounds, nm, t0) if nm else None)
+                     else checker.first_round(rounds, nm, t0) if nm else None)
         row["log_new_master_t"] = log_fo.new_master_t if log_fo.new_master_t is not None else np.nan
         row["log_first_round_t"] = log_round if log_round is not None else np.nan
-        if row["detect_t"] is None and cand is not None:
-            row["detect_t"] = float(cand["t_ref"])
+        if row["detect_t"] is None:
+            row["detect_t"] = checker.detected(changes, t0, target)
         if row["new_master_t"] is None:
             row["new_master_t"] = row["log_new_master_t"]
         if row["first_round_t"] is None:

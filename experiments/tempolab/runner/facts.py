@@ -1,83 +1,38 @@
-"""Per-trial facts from observer samples and collected daemon events (pure).
+"""Per-trial outcomes from observer samples and collected daemon events (pure).
 
-Owns the definitions written in docs/runner.md: what "healthy", "detected", "new
-master", "first round after failover", "stepped down", "two masters after settling"
-and "skew" mean in terms of the recorded data. Inputs are lists of observer samples
-(dicts as written to observer.jsonl) and event-log records already mapped to reference
-time (``t_ref`` added by :func:`map_events`); no I/O, no clock.
+Owns how a trial of each suite kind (kill, pause, partition, steady) is judged and what
+it writes to trials.jsonl (docs/runner.md): which facts, which outcome and reason.  The
+facts themselves -- "healthy", "one master per connected group", "new master", "first
+round", a sweep's skew -- are defined once in :mod:`tempod.facts.checker`; this module
+turns the runner's records (observer.jsonl dicts, event-log records mapped to
+reference time by :func:`map_events`) into its history and calls it.  No I/O, no clock.
 """
 
 from __future__ import annotations
 
-import statistics
-from collections import defaultdict
 from typing import Any, Callable, Iterable
 
-from tempod import failover as tfailover   # the one definition of fault -> new master / first round
+from tempod.facts import checker, history
 
 Sample = dict[str, Any]
 
 
-def sweeps(samples: Iterable[Sample]) -> list[tuple[float, list[Sample]]]:
-    """Group samples by observer sweep: (time of the sweep's first sample, samples).
-
-    Samples the observer retried over (``superseded``) are left out: one per node."""
-    groups: dict[Any, list[Sample]] = defaultdict(list)
-    for s in samples:
-        if s.get("superseded"):
-            continue
-        groups[s.get("sweep", s["t_ref"])].append(s)
-    out = [(min(x["t_ref"] for x in g), g) for g in groups.values()]
-    out.sort(key=lambda p: p[0])
-    return out
-
-
-def leaders(group: list[Sample]) -> list[str]:
-    return sorted(s["node"] for s in group if s.get("state") == "LEADER")
+def _samples(records: Iterable[Sample]) -> list[history.Sample]:
+    return history.observer_samples(records)
 
 
 def health(latest: dict[str, Sample], nodes: Iterable[str]) -> tuple[bool, str | None, str]:
-    """(healthy, master, reason) from one reading of every node.
-
-    Healthy: every node answered, exactly one is LEADER and every other one is a
-    FOLLOWER whose master is that leader.
-    """
-    nodes = list(nodes)
-    missing = [n for n in nodes if n not in latest or latest[n].get("state") in (None, "unreachable")]
-    if missing:
-        return False, None, "no answer from " + ",".join(missing)
-    lead = [n for n in nodes if latest[n]["state"] == "LEADER"]
-    if len(lead) != 1:
-        return False, None, f"{len(lead)} masters ({','.join(lead)})"
-    m = lead[0]
-    stray = [n for n in nodes if n != m and not (latest[n]["state"] == "FOLLOWER"
-                                                 and latest[n].get("master") == m)]
-    if stray:
-        return False, m, "not following " + m + ": " + ",".join(
-            f"{n}={latest[n]['state']}" for n in stray)
-    return True, m, "one master, all following"
+    """(healthy, master, reason) from one reading of every node (checker.healthy)."""
+    snap = {n: s for n, s in ((n, history.sample(r, node=n)) for n, r in latest.items()) if s is not None}
+    r = checker.healthy(snap, nodes)
+    return r.valid is True, r.details.get("master"), r.reason
 
 
 def skew_stats(samples: Iterable[Sample], since: float | None = None,
                exclude: Iterable[str] = ()) -> dict[str, float | None]:
-    """Skew per sweep = max - min offset over the nodes that answered (s).
-
-    Only nodes in LEADER/FOLLOWER state count (a node in an election has no claim to
-    be synchronized); ``exclude`` drops nodes (e.g. a killed or paused one).
-    """
-    ex = set(exclude)
-    vals = []
-    for t, g in sweeps(samples):
-        if since is not None and t < since:
-            continue
-        offs = [s["offset_s"] for s in g if s.get("offset_s") is not None
-                and s.get("state") in ("LEADER", "FOLLOWER") and s["node"] not in ex]
-        if len(offs) >= 2:
-            vals.append(max(offs) - min(offs))
-    if not vals:
-        return {"max_skew_s": None, "median_skew_s": None, "n_sweeps": 0}
-    return {"max_skew_s": max(vals), "median_skew_s": statistics.median(vals),
-            "n_sweeps": len(vals)}
+    """Skew per sweep (checker.sweep_skew: max - min offset of the in-sync nodes that
+    answered): max, median, count; ``exclude`` drops nodes (e.g. a killed or paused one)."""
+    return checker.skew_stats(_samples(samples), since, exclude)
 
 
 def map_events(events: Iterable[dict], true_at: Callable[[float], float]) -> list[dict]:
@@ -93,29 +48,14 @@ def map_events(events: Iterable[dict], true_at: Callable[[float], float]) -> lis
 
 def two_masters_after(samples: Iterable[Sample], t0: float,
                       groups: list[set[str]] | None = None) -> list[dict]:
-    """Sweeps after ``t0`` in which one connected group shows two or more LEADERs."""
-    bad = []
-    for t, g in sweeps(samples):
-        if t < t0:
-            continue
-        for grp in groups or [None]:
-            lead = [n for n in leaders(g) if grp is None or n in grp]
-            if len(lead) >= 2:
-                bad.append({"t_ref": t, "masters": lead})
-    return bad
+    """Sweeps from ``t0`` in which one connected group shows two or more masters
+    (checker.one_master's ``bad``)."""
+    return list(checker.one_master(_samples(samples), t0, groups).details["bad"])
 
 
 def settled_t(samples: Iterable[Sample], t0: float, nodes: Iterable[str]) -> tuple[float | None, str | None]:
     """(time, master) of the first sweep after ``t0`` where all ``nodes`` are healthy."""
-    nodes = list(nodes)
-    for t, g in sweeps(samples):
-        if t < t0:
-            continue
-        ok, m, _ = health({s["node"]: s for s in g}, nodes)
-        if ok:
-            # the sweep's last sample: only then had every node been seen healthy
-            return max(s["t_ref"] for s in g), m
-    return None, None
+    return checker.settled(_samples(samples), t0, nodes)
 
 
 def failover(samples: list[Sample], kill_t: float, killed: str, nodes: list[str],
@@ -126,7 +66,7 @@ def failover(samples: list[Sample], kill_t: float, killed: str, nodes: list[str]
       sample of a state other than FOLLOWER-of-the-old-master, or a ``state`` event
       leaving FOLLOWER in a collected log (whichever is earlier; ``detect_source`` says).
     - new_master / new_master_t / first_round_t: by the one definition of
-      ``tempod.failover`` (the first node other than the killed one that becomes
+      ``tempod.facts.checker`` (the first node other than the killed one that becomes
       master after the fault, from the collected ``state`` events; its first ``round``
       event after that), whenever the collected logs show one
       (``new_master_source`` / ``first_round_source`` = "log").  Without logs: the
@@ -138,16 +78,11 @@ def failover(samples: list[Sample], kill_t: float, killed: str, nodes: list[str]
     others = [n for n in nodes if n != killed]
     after = [s for s in samples if s["t_ref"] > kill_t and (until is None or s["t_ref"] <= until)]
     out: dict[str, Any] = {"kill_t": kill_t, "killed": killed}
-    det_obs = next((s["t_ref"] for s in sorted(after, key=lambda s: s["t_ref"])
-                    if s["node"] in others and s.get("state") not in (None, "unreachable")
-                    and not (s["state"] == "FOLLOWER" and s.get("master") == killed)), None)
-    det_log = None
-    for n in others:
-        for e in (events or {}).get(n, []):
-            if (e.get("ev") == "state" and e.get("from") == "FOLLOWER"
-                    and e["t_ref"] > kill_t and (until is None or e["t_ref"] <= until)):
-                det_log = e["t_ref"] if det_log is None else min(det_log, e["t_ref"])
-                break
+    changes, rounds = history.events_history(events or {})
+    # every answer counts here, superseded retries too: a state is a state, whatever its bound
+    answers = [x for x in (history.sample(s) for s in after) if x is not None and x.node in others]
+    det_obs = checker.detected_by_observer(answers, kill_t, killed, until)
+    det_log = checker.detected(changes, kill_t, killed, until)
     cands = [(t, src) for t, src in ((det_obs, "observer"), (det_log, "log")) if t is not None]
     out["detect_t"], out["detect_source"] = min(cands) if cands else (None, None)
     st, m = settled_t(after, kill_t, others)
@@ -159,14 +94,13 @@ def failover(samples: list[Sample], kill_t: float, killed: str, nodes: list[str]
     out["settled_master"] = m
     out["obs_new_master_t"] = next(s["t_ref"] for s in sorted(after, key=lambda s: s["t_ref"])
                                    if s["node"] == m and s.get("state") == "LEADER")
-    changes, rounds = tfailover.from_events(events or {})
-    fo = tfailover.measure(changes, rounds, kill_t, killed, until)
+    fo = checker.failover(changes, rounds, kill_t, killed, until)
     if fo.new_master is not None:
         m = fo.new_master
         out["new_master"], out["new_master_t"], out["new_master_source"] = m, fo.new_master_t, "log"
     else:
         out["new_master"], out["new_master_t"], out["new_master_source"] = m, out["obs_new_master_t"], "observer"
-    first = tfailover.first_round(rounds, m, out["new_master_t"] if fo.new_master is not None else kill_t)
+    first = checker.first_round(rounds, m, out["new_master_t"] if fo.new_master is not None else kill_t)
     if first is not None:
         out["first_round_t"] = first
         out["first_round_source"] = "log"
@@ -194,8 +128,8 @@ def pause(samples: list[Sample], stop_t: float, cont_t: float, old: str, nodes: 
     after = sorted((s for s in samples if s["t_ref"] > cont_t and (until is None or s["t_ref"] <= until)),
                    key=lambda s: s["t_ref"])
     was_leader = [s for s in after if s["node"] == old and s.get("state") == "LEADER"]
-    down = next((s["t_ref"] for s in after if s["node"] == old
-                 and s.get("state") not in (None, "unreachable", "LEADER")), None)
+    answers = [x for x in (history.sample(s) for s in after) if x is not None]
+    down = checker.stepped_down(answers, old, cont_t, until)
     out["old_master_seen_leader_after_cont"] = bool(was_leader)
     out["old_master_stepped_down_t"] = down
     bad = two_masters_after(after, cont_t + settle_s)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from tempod.facts import history as fhistory
 from tempod.nodeconfig import NodeConfig
 
 from ..errors import ConfigError
@@ -38,8 +39,8 @@ MAX_DRIFT_PPM = NodeConfig.__dataclass_fields__["freq_max_ppm"].default
 # package data (pyproject ships tempolab/suites/*.yaml), so an installed tempo has them too
 SUITES_DIR = Path(__file__).resolve().parents[1] / "suites"
 
-FAULT_KINDS = ("kill", "stop", "restart", "partition", "loss", "delay", "jitter", "asym_delay",
-               "netem_loss")
+# the one fault vocabulary (tempod.facts.history); old names (pause, kill-master, ...) are accepted
+FAULT_KINDS = fhistory.FAULT_KINDS
 # kinds that exist only through tc netem (a kernel with sch_netem: VMs, not this lab host)
 NETEM_KINDS = ("delay", "jitter", "asym_delay", "netem_loss")
 # how node clocks drift (docs/clock.md): libfaketime per daemon process, or the VM's own
@@ -315,7 +316,9 @@ def _fault(c: _Checker, raw: Any, path: str) -> FaultSpec:
     d = c.mapping(raw, path, _FAULT)
     if "kind" not in d:
         raise c.fail(f"{path}.kind", f"missing (one of {', '.join(FAULT_KINDS)})")
-    kind = c.string(d["kind"], f"{path}.kind", choices=FAULT_KINDS)
+    kind = fhistory.fault_kind(c.string(d["kind"], f"{path}.kind"))
+    if kind not in FAULT_KINDS:
+        raise c.fail(f"{path}.kind", f"expected one of {', '.join(FAULT_KINDS)}, got {d['kind']!r}")
     at_s = window = None
     if "at_s" not in d:
         raise c.fail(f"{path}.at_s", "missing (seconds after warm-up, or [min, max])")
