@@ -17,6 +17,8 @@ from tempolab.runschema import VOLATILE_SUMMARY_FIELDS
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "results" / "example"
 OLD_SMOKE = REPO / "tests" / "fixtures" / "20261202-055040-smoke"
+# the second example: suite vm-leader-kill on 3 real VMs in kernel clock mode
+EXAMPLE_VM = REPO / "results" / "example-vm"
 
 
 def test_the_example_has_its_raw_records():
@@ -29,7 +31,7 @@ def test_the_example_has_its_raw_records():
     assert size < 6_000_000, f"results/example is {size / 1e6:.1f} MB"
 
 
-@pytest.mark.parametrize("folder", [EXAMPLE, OLD_SMOKE], ids=lambda p: p.name)
+@pytest.mark.parametrize("folder", [EXAMPLE, OLD_SMOKE, EXAMPLE_VM], ids=lambda p: p.name)
 def test_tempo_report_on_a_copy_reproduces_summary_json(tmp_path, folder):
     from tempolab.analysis import build_report
 
@@ -48,6 +50,34 @@ def test_tempo_report_on_a_copy_reproduces_summary_json(tmp_path, folder):
     assert set(got.pop("figures")) == set(want.pop("figures"))
     assert json.loads(json.dumps(got)) == want
     assert (copy / "summary.json").exists() and (copy / "tables" / "round_summary.csv").exists()
+
+
+def test_the_vm_example_is_ten_leader_kill_trials_on_vms_in_kernel_mode():
+    """What results/example-vm stands for, read from its own records (issue 13)."""
+    from kclockkit import check_kernel_run
+
+    manifest = json.loads((EXAMPLE_VM / "manifest.json").read_text())
+    assert manifest["provider"] == "vagrant" and manifest["suite"]["clock_mode"] == "kernel"
+    assert manifest["suite"]["name"] == "vm-leader-kill" and manifest["status"] == "ok"
+    trials = [json.loads(x) for x in _lines(EXAMPLE_VM / "trials.jsonl")]
+    assert len(trials) >= 10 and all(t["outcome"] == "ok" for t in trials)
+    nodes = sorted(p.name for p in (EXAMPLE_VM / "nodes").iterdir())
+    assert 3 <= len(nodes) <= 5
+    # each guest's delivered rate (dmesg TSC calibration and measured from outside) is its
+    # drift.toml, the daemons ran the kernel backend
+    check_kernel_run(EXAMPLE_VM, nodes)
+    summary = json.loads((EXAMPLE_VM / "summary.json").read_text())
+    assert summary["failover"]["count"] == len(trials) == summary["failover"]["new_master_s"]["n"]
+    size = sum(p.stat().st_size for p in EXAMPLE_VM.rglob("*") if p.is_file())
+    assert size < 3_000_000, f"results/example-vm is {size / 1e6:.1f} MB"
+
+
+def _lines(path: Path) -> list[str]:
+    import gzip
+
+    gz = path.with_name(path.name + ".gz")
+    text = gzip.open(gz, "rt").read() if gz.exists() else path.read_text()
+    return [x for x in text.splitlines() if x.strip()]
 
 
 PROTO_EXAMPLE = REPO / "results" / "example-protocols"

@@ -149,3 +149,25 @@ def test_failover_new_master_by_the_shared_definition_from_logs():
     assert f["new_master"] == "n2" and f["new_master_t"] == 11.42 and f["new_master_source"] == "log"
     assert 11.5 <= f["obs_new_master_t"] < 11.6 and f["settled_master"] == "n2"
     assert f["first_round_t"] == 11.9 and abs(f["first_round_s"] - 1.9) < 1e-9
+
+
+def test_kernel_backend_events_are_placed_through_the_observer_not_the_profile():
+    """Kernel clock mode: a log's hw is the guest clock the daemon disciplines; once its
+    corrections moved it (+0.25 s here), only the observer's offsets place it."""
+    from tempolab.runner import facts as rf
+
+    kernel = [{"ev": "start", "backend": "kernel", "hw": 100.25}, {"ev": "state", "hw": 110.25}]
+    assert rf.disciplined_kernel_clock(kernel)
+    assert not rf.disciplined_kernel_clock([{"ev": "start", "backend": "faketime", "hw": 1.0}])
+    samples = [{"node": "n1", "t_ref": t, "offset_s": 0.25} for t in (95.0, 105.0, 115.0)]
+    samples.append({"node": "n2", "t_ref": 105.0, "offset_s": 9.0})
+    true_at = rf.observer_true_at(samples, "n1")
+    assert abs(true_at(110.25) - 110.0) < 1e-9
+    # a changing offset is interpolated at the event's reference time: exact answer 105.0;
+    # two fixed-point steps leave slope^2 x 0.5 s (0.005 s at an offset slope of 0.1 s/s,
+    # a million times any real clock's; at 500 ppm the residue is 1e-7 x that)
+    moving = [{"node": "n1", "t_ref": 100.0, "offset_s": 0.0}, {"node": "n1", "t_ref": 110.0, "offset_s": 1.0}]
+    assert abs(rf.observer_true_at(moving, "n1")(105.5) - 105.0) < 0.006
+    assert rf.observer_true_at(samples, "n9") is None
+    mapped = rf.map_events(kernel, true_at)
+    assert [round(e["t_ref"], 6) for e in mapped] == [100.0, 110.0]

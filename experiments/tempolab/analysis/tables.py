@@ -12,7 +12,8 @@ file I/O, no plotting.  Definitions that matter for the headline numbers:
 - ``skew_s`` of a sample = its offset minus the median offset of the in-sync nodes
   (state LEADER or FOLLOWER, or no state reported) of the same sweep;
 - event times (hardware ``hw``) become reference time through the node's drift profile
-  (exact inverse of the piecewise-linear hw(t)); without a profile, through the
+  (exact inverse of the piecewise-linear hw(t)); without a profile, or for a daemon on
+  the kernel clock backend (whose ``hw`` is the clock it disciplines), through the
   observer: ``t_ref ~ clk - offset(node, t_ref)`` (error ~ the offset's change between
   two samples).
 """
@@ -214,6 +215,10 @@ def events_table(run: RunData, samples: pd.DataFrame, problems: list[str]) -> pd
     rows = []
     for node, evs in run.events.items():
         prof = run.profiles.get(node)
+        if any(e.get("ev") == "start" and e.get("backend") == "kernel" for e in evs):
+            # kernel clock mode: hw is the disciplined guest clock, not the profile's
+            # (runner/facts.disciplined_kernel_clock): place it through the observer
+            prof = None
         ns = samples[(samples["node"] == node) & samples["responded"]]
         obs_t, obs_off = ns["t_ref"].to_numpy(), ns["offset_s"].to_numpy()
         unmapped = 0

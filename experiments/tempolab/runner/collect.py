@@ -69,15 +69,20 @@ def chrony_view(pool: SshPool, hosts: list[Host], rf: RunFolder, event: Event, k
         (rf.node_dir(n) / f"chronyc-trial{k}.txt").write_text(r.stdout)
 
 
-def node_events(rf: RunFolder, hosts: list[Host]) -> dict[str, list[dict]]:
-    """The collected event logs, mapped to reference time via each node's drift profile."""
+def node_events(rf: RunFolder, hosts: list[Host], samples: list[dict] | None = None) -> dict[str, list[dict]]:
+    """The collected event logs, mapped to reference time via each node's drift profile
+    (kernel clock mode: via the observer's ``samples``, see facts.disciplined_kernel_clock)."""
     out: dict[str, list[dict]] = {}
     for h in hosts:
         d = rf.node_dir(h.name)
         ev, prof = d / "events.jsonl", d / "drift.toml"
         if not ev.exists():
             continue
-        out[h.name] = facts.map_events(read_jsonl(ev), true_at(prof))
+        records = read_jsonl(ev)
+        mapping = true_at(prof)
+        if samples and facts.disciplined_kernel_clock(records):
+            mapping = facts.observer_true_at(samples, h.name) or mapping
+        out[h.name] = facts.map_events(records, mapping)
     return out
 
 

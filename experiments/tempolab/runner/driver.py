@@ -242,7 +242,8 @@ class Runner:
         """Fetch every node's log now and map it to reference time via its drift profile."""
         assert self.rf is not None
         self.collect()
-        return collect.node_events(self.rf, self.hosts)
+        samples = self.services.samples() if self.services is not None else None
+        return collect.node_events(self.rf, self.hosts, samples)
 
     def wait_healthy(self, timeout_s: float, stable_s: float) -> tuple[bool, str | None, str]:
         assert self.services is not None

@@ -10,6 +10,8 @@ reference time by :func:`map_events`) into its history and calls it.  No I/O, no
 
 from __future__ import annotations
 
+import bisect
+
 from typing import Any, Callable, Iterable
 
 from tempod.facts import checker, history
@@ -44,6 +46,39 @@ def map_events(events: Iterable[dict], true_at: Callable[[float], float]) -> lis
         if isinstance(hw, (int, float)):
             out.append({**e, "t_ref": true_at(float(hw))})
     return out
+
+
+def disciplined_kernel_clock(events: Iterable[dict]) -> bool:
+    """Did this log come from tempod's kernel backend?  Its ``hw`` is then the guest's
+    CLOCK_REALTIME, which the daemon itself disciplines, not a free-running hardware
+    clock: the drift profile no longer maps it to reference time once corrections
+    have moved it (by the group's offset from the host, hundreds of ms on VMs)."""
+    return any(e.get("ev") == "start" and e.get("backend") == "kernel" for e in events)
+
+
+def observer_true_at(samples: Iterable[Sample], node: str) -> Callable[[float], float] | None:
+    """clk -> reference time for ``node`` through the observer's offsets
+    (``offset = clk - t_ref``, interpolated; two fixed-point steps, as offsets change
+    slowly), or None without samples of it.  The same mapping as analysis.tables'."""
+    pts = sorted((float(s["t_ref"]), float(s["offset_s"])) for s in samples
+                 if s.get("node") == node and isinstance(s.get("offset_s"), (int, float))
+                 and isinstance(s.get("t_ref"), (int, float)) and not s.get("superseded"))
+    if not pts:
+        return None
+    ts = [t for t, _ in pts]
+
+    def off(t: float) -> float:
+        i = bisect.bisect_left(ts, t)
+        if i <= 0:
+            return pts[0][1]
+        if i >= len(pts):
+            return pts[-1][1]
+        (t0, o0), (t1, o1) = pts[i - 1], pts[i]
+        return o0 if t1 == t0 else o0 + (o1 - o0) * (t - t0) / (t1 - t0)
+
+    def true_at(clk: float) -> float:
+        return clk - off(clk - off(clk))
+    return true_at
 
 
 def two_masters_after(samples: Iterable[Sample], t0: float,
