@@ -79,7 +79,9 @@ def _view(path: Path, guard: Guard, label: str) -> RunView:
         "observer": guard(f"{label}:observer", lambda: summ.observer_section(t), None),
     }
     levels = guard(f"{label}:trial_levels", lambda: summ.trial_levels(run, t), pd.DataFrame())
-    rs = guard(f"{label}:round_summary", lambda: summ.round_summary(t.rounds, rho), pd.DataFrame())
+    # the run's own slew/step limits, observer bound and round interval, as its report uses
+    # (with the defaults, a run with other clock parameters compared with other bounds)
+    rs = guard(f"{label}:round_summary", lambda: summ.run_round_summary(run, t), pd.DataFrame())
     return RunView(label, run, t, s, levels, rs, rho)
 
 
