@@ -24,10 +24,11 @@ if [ "$#" -gt 0 ] || [ "${TEMPO_TEST_SERIAL:-0}" = 1 ]; then
   exit $?
 fi
 
-# The whole suite runs as two streams side by side: the real-VM test (marker vm, about
-# 14 minutes that are mostly TCG guests booting and Ansible waiting on them) beside
-# everything else (about 17 minutes, mostly lab trials waiting on real time). Serial,
-# the two took 31 minutes here; TEMPO_TEST_SERIAL=1 runs them one after the other.
+# The whole suite runs as two streams side by side: the real-VM test (marker vm, 12-14
+# minutes with the box cached, mostly TCG guests booting and Ansible waiting on them)
+# beside everything else (25 minutes beside it, 19-20 alone, mostly lab trials waiting on
+# real time). Serial, the two took 31 minutes on a quiet machine and 42 at load 6-11;
+# TEMPO_TEST_SERIAL=1 runs them one after the other.
 # They share nothing: the VM test owns the netns tvm and its libvirtd, no other test
 # touches them. The VM stream's output is shown when both are done.
 vm_log=$(mktemp /tmp/tempo-vm-tests.XXXXXX)
